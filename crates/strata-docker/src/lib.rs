@@ -1,0 +1,1 @@
+//! Docker graphdriver plugin (landing).
