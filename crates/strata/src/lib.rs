@@ -6,6 +6,7 @@ pub mod error;
 pub mod id;
 pub mod layout;
 pub mod options;
+pub mod quota;
 
 pub use error::{Error, Result};
 pub use id::{LayerId, LinkId};
