@@ -1,0 +1,123 @@
+//! Diff, Changes and DiffSize. Natively they read only the layer's `diff` directory (and, for
+//! Changes, look single paths up in the lowers); when `parent` is not the direct parent, or this
+//! kernel's overlay cannot give a faithful upper, they compare the mounted trees as moby's naive
+//! driver does.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use strata_archive::{Change, ExportOptions};
+
+use crate::error::{Error, Result};
+use crate::id::LayerId;
+
+use super::Driver;
+
+/// Mounts held for a naive comparison; released on drop.
+struct Mounted<'a> {
+    driver: &'a Driver,
+    ids: Vec<LayerId>,
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            if let Err(e) = self.driver.put(id) {
+                tracing::warn!(%id, "releasing mount: {e}");
+            }
+        }
+    }
+}
+
+impl Driver {
+    fn native(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<bool> {
+        self.ensure_exists(id)?;
+        Ok(self.native_diff_ok() && self.is_parent(id, parent)?)
+    }
+
+    /// Mounts `id` and `parent` for a naive comparison.
+    fn mount_pair(
+        &self,
+        id: &LayerId,
+        parent: Option<&LayerId>,
+    ) -> Result<(Mounted<'_>, PathBuf, Option<PathBuf>)> {
+        let mut held = Mounted {
+            driver: self,
+            ids: Vec::new(),
+        };
+        let root = self.get(id, "")?;
+        held.ids.push(id.clone());
+        let parent_root = match parent {
+            Some(p) => {
+                let r = self.get(p, "")?;
+                held.ids.push(p.clone());
+                Some(r)
+            }
+            None => None,
+        };
+        Ok((held, root, parent_root))
+    }
+
+    fn export_options(&self) -> ExportOptions {
+        ExportOptions {
+            id_maps: self.id_maps.clone(),
+            whiteouts: self.whiteout_format(),
+        }
+    }
+
+    /// Writes the tar of the changes of `id` against `parent` to `out`.
+    ///
+    /// # Errors
+    /// The layer does not exist, or reading or writing failed.
+    pub fn diff(&self, id: &LayerId, parent: Option<&LayerId>, out: impl Write) -> Result<()> {
+        let err = |source| Error::Archive {
+            op: "export",
+            id: id.to_string(),
+            source,
+        };
+        if self.native(id, parent)? {
+            return strata_archive::export(&self.layout.diff(id), out, &self.export_options())
+                .map_err(err);
+        }
+        let (_held, root, parent_root) = self.mount_pair(id, parent)?;
+        let changes = strata_archive::changes_naive(&root, parent_root.as_deref()).map_err(err)?;
+        strata_archive::export_changes(&root, &changes, out, &self.export_options()).map_err(err)
+    }
+
+    /// The changes of `id` against `parent`, sorted by path.
+    ///
+    /// # Errors
+    /// The layer does not exist, or reading failed.
+    pub fn changes(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<Vec<Change>> {
+        let err = |source| Error::Archive {
+            op: "compute changes of",
+            id: id.to_string(),
+            source,
+        };
+        if self.native(id, parent)? {
+            let lowers = self.lower_diff_dirs(id)?;
+            return strata_archive::changes(&self.layout.diff(id), &lowers, self.whiteout_format())
+                .map_err(err);
+        }
+        let (_held, root, parent_root) = self.mount_pair(id, parent)?;
+        strata_archive::changes_naive(&root, parent_root.as_deref()).map_err(err)
+    }
+
+    /// DiffSize: bytes of the changes of `id` against `parent`.
+    ///
+    /// # Errors
+    /// The layer does not exist, or reading failed.
+    pub fn diff_size(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<u64> {
+        let err = |source| Error::Archive {
+            op: "size",
+            id: id.to_string(),
+            source,
+        };
+        if self.native(id, parent)? {
+            return strata_archive::diff_size(&self.layout.diff(id)).map_err(err);
+        }
+        let (_held, root, parent_root) = self.mount_pair(id, parent)?;
+        let changes = strata_archive::changes_naive(&root, parent_root.as_deref()).map_err(err)?;
+        strata_archive::changes_size(&root, &changes).map_err(err)
+    }
+}
