@@ -141,6 +141,8 @@ impl Driver {
                         if repaired {
                             valid_links.insert(link.to_string());
                         }
+                    } else if let Some(link) = link {
+                        valid_links.insert(link.to_string());
                     }
                     add(
                         "missing-link-file",
@@ -154,9 +156,8 @@ impl Driver {
                     let repaired = repair
                         && std::fs::symlink_metadata(&lp).is_err()
                         && std::os::unix::fs::symlink(format!("../{id}/diff"), &lp).is_ok();
-                    if repaired {
-                        valid_links.insert(link.to_string());
-                    }
+                    // Recoverable from the link file: its children are not orphans.
+                    valid_links.insert(link.to_string());
                     add(
                         "missing-link",
                         lp,

@@ -1,0 +1,266 @@
+//! Create, remove, metadata and the on-disk format.
+
+use std::os::unix::fs::PermissionsExt;
+
+use strata::{Driver, Error, LayerId, Options, StorageOpts};
+use strata_testkit::{require_root, TempHome};
+
+fn id(s: &str) -> LayerId {
+    s.parse().unwrap()
+}
+
+const NONE: &StorageOpts = &StorageOpts {
+    size: None,
+    inodes: None,
+};
+
+#[test]
+fn create_child_writes_docker_overlay2_format() {
+    if !require_root("create_child_writes_docker_overlay2_format") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    let (a, b) = (id("a"), id("b"));
+    d.create(&a, None, NONE).unwrap();
+    let la = std::fs::read_to_string(h.home().join("a/link")).unwrap();
+    assert_eq!(
+        la.len(),
+        26,
+        "link file holds exactly the 26-char id, no newline"
+    );
+    assert_eq!(
+        std::fs::read_link(h.home().join("l").join(&la))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "../a/diff"
+    );
+    assert!(
+        !h.home().join("a/lower").exists(),
+        "base layer has no lower file"
+    );
+    assert!(!h.home().join("a/work").exists());
+    assert_eq!(
+        std::fs::metadata(h.home().join("a/diff"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    d.create(&b, Some(&a), NONE).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(h.home().join("b/lower")).unwrap(),
+        format!("l/{la}")
+    );
+    assert!(h.home().join("b/work").is_dir());
+    assert!(
+        h.home().join("a/committed").exists(),
+        "parent marked committed"
+    );
+    assert_eq!(
+        std::fs::metadata(h.home().join("a/committed"))
+            .unwrap()
+            .len(),
+        0
+    );
+    let c = id("c");
+    d.create_read_write(&c, Some(&b), NONE).unwrap();
+    let lb = std::fs::read_to_string(h.home().join("b/link")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(h.home().join("c/lower")).unwrap(),
+        format!("l/{lb}:l/{la}")
+    );
+    let md = d.metadata(&c).unwrap();
+    assert_eq!(
+        md["UpperDir"],
+        h.home().join("c/diff").display().to_string()
+    );
+    assert_eq!(md["WorkDir"], h.home().join("c/work").display().to_string());
+    assert_eq!(
+        md["MergedDir"],
+        h.home().join("c/merged").display().to_string()
+    );
+    assert_eq!(
+        md["LowerDir"],
+        format!(
+            "{}:{}",
+            h.home().join("b/diff").display(),
+            h.home().join("a/diff").display()
+        )
+    );
+    assert!(!d.metadata(&a).unwrap().contains_key("LowerDir"));
+    for l in [&c, &b, &a] {
+        d.remove(l).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_dir(h.home().join("l")).unwrap().count(),
+        0,
+        "links removed"
+    );
+}
+
+#[test]
+fn create_existing_or_missing_parent_is_refused() {
+    if !require_root("create_existing_or_missing_parent_is_refused") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("x"), None, NONE).unwrap();
+    assert!(matches!(
+        d.create(&id("x"), None, NONE),
+        Err(Error::LayerExists { .. })
+    ));
+    let e = d.create(&id("y"), Some(&id("nope")), NONE).unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert!(!d.exists(&id("y")));
+    let sized = StorageOpts {
+        size: Some(1 << 20),
+        inodes: None,
+    };
+    let e = d.create(&id("z"), None, &sized).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("only supported for read-write layers"),
+        "{e}"
+    );
+    assert!(!d.exists(&id("z")));
+    d.remove(&id("x")).unwrap();
+    // No staging left behind by the refusals.
+    assert_eq!(
+        std::fs::read_dir(h.home().join(".strata/staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn create_read_write_size_without_quota_support_is_clear_error() {
+    if !require_root("create_read_write_size_without_quota_support_is_clear_error") {
+        return;
+    }
+    let h = TempHome::new();
+    let sized = StorageOpts {
+        size: Some(10 << 20),
+        inodes: None,
+    };
+    let e = h
+        .driver
+        .create_read_write(&id("rw"), None, &sized)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("not supported on this filesystem"),
+        "{e}"
+    );
+    assert!(!h.driver.exists(&id("rw")));
+}
+
+#[test]
+fn create_chain_beyond_limit_is_refused() {
+    if !require_root("create_chain_beyond_limit_is_refused") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    let limit = if d.probes().new_mount_api { 500 } else { 128 };
+    let mut parent: Option<LayerId> = None;
+    let mut made = 0;
+    loop {
+        let l = id(&format!("c{made:03}"));
+        match d.create(&l, parent.as_ref(), NONE) {
+            Ok(()) => {
+                made += 1;
+                parent = Some(l);
+            }
+            Err(e) => {
+                assert!(matches!(e, Error::ChainTooLong { .. }), "{e}");
+                assert!(e.to_string().contains("chain would hold"), "{e}");
+                break;
+            }
+        }
+        assert!(made <= 600, "no chain limit enforced");
+    }
+    if d.probes().new_mount_api {
+        assert_eq!(made, limit, "a chain of exactly 500 layers is allowed");
+    } else {
+        assert!(made >= limit, "legacy limit {made} below Docker's 128");
+    }
+    for i in (0..made).rev() {
+        d.remove(&id(&format!("c{i:03}"))).unwrap();
+    }
+}
+
+#[test]
+fn remove_is_idempotent_and_stays_in_home() {
+    if !require_root("remove_is_idempotent_and_stays_in_home") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.remove(&id("never-existed")).unwrap();
+    // A hostile home entry: a layer name that is a symlink to a directory outside the home.
+    let outside = h.outside().join("victim");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("canary"), b"keep").unwrap();
+    std::os::unix::fs::symlink(&outside, h.home().join("evil")).unwrap();
+    d.remove(&id("evil")).unwrap();
+    assert_eq!(std::fs::read(outside.join("canary")).unwrap(), b"keep");
+    assert!(std::fs::symlink_metadata(h.home().join("evil")).is_err());
+    assert!("".parse::<LayerId>().is_err(), "empty id refused");
+    assert!("../x".parse::<LayerId>().is_err());
+}
+
+#[test]
+fn remove_mounted_layer_unmounts_it() {
+    if !require_root("remove_mounted_layer_unmounts_it") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("p"), None, NONE).unwrap();
+    d.create_read_write(&id("q"), Some(&id("p")), NONE).unwrap();
+    d.get(&id("q"), "").unwrap();
+    assert_eq!(h.mounts().len(), 1);
+    d.remove(&id("q")).unwrap();
+    assert!(h.mounts().is_empty());
+    d.remove(&id("p")).unwrap();
+}
+
+#[test]
+fn open_unknown_option_names_it() {
+    let e = Options::parse(["overlay2.sise=10G"]).unwrap_err();
+    assert!(e.to_string().contains("overlay2.sise"), "{e}");
+}
+
+#[test]
+fn open_size_option_without_quota_support_is_refused() {
+    if !require_root("open_size_option_without_quota_support_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let e = Driver::open(
+        dir.path().join("h"),
+        Options::parse(["overlay2.size=1G"]).unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("overlay2.size"), "{e}");
+}
+
+#[test]
+fn open_on_overlay_backing_fs_is_refused_with_hint() {
+    if !require_root("open_on_overlay_backing_fs_is_refused_with_hint") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("b"), None, NONE).unwrap();
+    d.create_read_write(&id("t"), Some(&id("b")), NONE).unwrap();
+    let root = d.get(&id("t"), "").unwrap();
+    let e = Driver::open(root.join("nested"), Options::default()).unwrap_err();
+    assert!(e.to_string().contains("overlayfs"), "{e}");
+    assert!(e.to_string().contains("ext4 or xfs"), "{e}");
+    d.put(&id("t")).unwrap();
+}

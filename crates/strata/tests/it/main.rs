@@ -1,0 +1,7 @@
+//! Root integration tests of the store with real overlay mounts.
+#![allow(clippy::unwrap_used)]
+
+mod conformance;
+mod layers;
+mod mounts;
+mod repair;
