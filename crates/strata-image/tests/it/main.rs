@@ -1,0 +1,315 @@
+//! Loading docker-save and OCI archives into a fake store: plans, chain ids, reuse, digest
+//! checks. No root needed; the real store is exercised by the CLI's tests.
+
+// Test helpers panic on a broken setup; that is the failure report a test wants.
+#![allow(clippy::unwrap_used)]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use strata::LayerId;
+use strata_image::{Archive, Digest, LayerStore, NoProgress};
+
+/// Per layer id: its parent and the names its applied tar held.
+type Layers = BTreeMap<String, (Option<String>, Vec<String>)>;
+
+/// A store that records layers and the file names each applied tar held.
+#[derive(Default)]
+struct FakeStore {
+    layers: RefCell<Layers>,
+    applies: RefCell<usize>,
+}
+
+impl LayerStore for FakeStore {
+    fn exists(&self, id: &LayerId) -> bool {
+        self.layers.borrow().contains_key(id.as_str())
+    }
+    fn create(&self, id: &LayerId, parent: Option<&LayerId>) -> strata::Result<()> {
+        if let Some(p) = parent {
+            assert!(self.exists(p), "parent {p} missing");
+        }
+        self.layers
+            .borrow_mut()
+            .insert(id.to_string(), (parent.map(|p| p.to_string()), vec![]));
+        Ok(())
+    }
+    fn apply_diff(
+        &self,
+        id: &LayerId,
+        _: Option<&LayerId>,
+        tar: &mut dyn Read,
+    ) -> strata::Result<u64> {
+        *self.applies.borrow_mut() += 1;
+        // Like the real engine: stop at the end-of-archive blocks, leave the padding unread.
+        let mut names = vec![];
+        let mut size = 0;
+        for e in tar::Archive::new(tar).entries().expect("a tar") {
+            let e = e.expect("a tar entry");
+            size += e.size();
+            names.push(e.path().expect("a name").to_string_lossy().into_owned());
+        }
+        self.layers
+            .borrow_mut()
+            .get_mut(id.as_str())
+            .expect("created first")
+            .1 = names;
+        Ok(size)
+    }
+    fn remove(&self, id: &LayerId) -> strata::Result<()> {
+        self.layers.borrow_mut().remove(id.as_str());
+        Ok(())
+    }
+}
+
+fn layer_tar(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn write_archive(path: &Path, files: &[(String, Vec<u8>)]) {
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+}
+
+fn config(diff_ids: &[Digest]) -> Vec<u8> {
+    let ids: Vec<String> = diff_ids.iter().map(|d| d.to_string()).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": ids}
+    }))
+    .unwrap()
+}
+
+/// A docker-save archive; layers appear before manifest.json, as `docker save` writes them.
+fn docker_save(path: &Path, layers: &[Vec<u8>], diff_ids: &[Digest]) {
+    let cfg = config(diff_ids);
+    let cfg_name = format!("{}.json", Digest::of(&cfg).hex());
+    let mut files = vec![];
+    let mut names = vec![];
+    for (i, l) in layers.iter().enumerate() {
+        let n = format!("layer{i}/layer.tar");
+        files.push((n.clone(), l.clone()));
+        names.push(n);
+    }
+    files.push((cfg_name.clone(), cfg));
+    let manifest =
+        serde_json::json!([{"Config": cfg_name, "RepoTags": ["demo:1"], "Layers": names}]);
+    files.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&manifest).unwrap(),
+    ));
+    write_archive(path, &files);
+}
+
+fn oci_files(blobs: &[Vec<u8>], diff_ids: &[Digest]) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![(
+        "oci-layout".to_string(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    )];
+    let mut add = |data: Vec<u8>| {
+        let d = Digest::of(&data);
+        let size = data.len();
+        files.push((format!("blobs/sha256/{}", d.hex()), data));
+        (d, size)
+    };
+    let (cd, cs) = add(config(diff_ids));
+    let layers: Vec<_> = blobs
+        .iter()
+        .map(|b| {
+            let (d, s) = add(b.clone());
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": s})
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": cs},
+        "layers": layers});
+    let (md, ms) = add(serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": ms,
+         "platform": {"architecture": "s390x-not-this-host", "os": "linux"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": ms,
+         "annotations": {"org.opencontainers.image.ref.name": "demo:oci"}}]});
+    files.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+    files
+}
+
+fn two_layers() -> (Vec<Vec<u8>>, Vec<Digest>) {
+    let l0 = layer_tar(&[("etc/hostname", "base\n"), ("gone", "x")]);
+    let l1 = layer_tar(&[(".wh.gone", ""), ("added", "new\n")]);
+    let ids = vec![Digest::of(&l0), Digest::of(&l1)];
+    (vec![l0, l1], ids)
+}
+
+#[test]
+fn load_docker_save_creates_layers_named_by_chain_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layers, ids) = two_layers();
+    let path = dir.path().join("img.tar");
+    docker_save(&path, &layers, &ids);
+    let store = FakeStore::default();
+    let archive = Archive::open(&path, dir.path()).unwrap();
+    assert_eq!(archive.images()[0].tags, vec!["demo:1"]);
+    let images = archive.load(&store, &mut NoProgress).unwrap();
+    let top = Digest::chain(Some(&ids[0]), &ids[1]);
+    assert_eq!(images[0].top().unwrap().as_str(), top.hex());
+    let got = store.layers.borrow();
+    assert_eq!(
+        got[ids[0].hex()],
+        (None, vec!["etc/hostname".to_string(), "gone".to_string()])
+    );
+    assert_eq!(got[top.hex()].0.as_deref(), Some(ids[0].hex()));
+    assert!(images[0].layers.iter().all(|l| !l.reused));
+}
+
+#[test]
+fn load_second_time_reuses_every_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layers, ids) = two_layers();
+    let path = dir.path().join("img.tar");
+    docker_save(&path, &layers, &ids);
+    let store = FakeStore::default();
+    let archive = Archive::open(&path, dir.path()).unwrap();
+    archive.load(&store, &mut NoProgress).unwrap();
+    let again = archive.load(&store, &mut NoProgress).unwrap();
+    assert!(again[0].layers.iter().all(|l| l.reused));
+    assert_eq!(*store.applies.borrow(), 2);
+}
+
+#[test]
+fn load_wrong_diff_id_removes_layer_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layers, mut ids) = two_layers();
+    ids[1] = Digest::of(b"something else");
+    let path = dir.path().join("img.tar");
+    docker_save(&path, &layers, &ids);
+    let store = FakeStore::default();
+    let err = Archive::open(&path, dir.path())
+        .unwrap()
+        .load(&store, &mut NoProgress)
+        .unwrap_err();
+    assert!(err.to_string().contains("diff id mismatch"), "{err}");
+    let got = store.layers.borrow();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        vec![ids[0].hex()],
+        "only the good base stays"
+    );
+}
+
+#[test]
+fn load_oci_archive_gzip_layers_verified_and_platform_filtered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layers, ids) = two_layers();
+    let blobs: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
+    let path = dir.path().join("oci.tar");
+    write_archive(&path, &oci_files(&blobs, &ids));
+    let store = FakeStore::default();
+    let archive = Archive::open(&path, dir.path()).unwrap();
+    assert_eq!(
+        archive.images().len(),
+        1,
+        "the foreign-platform entry is skipped"
+    );
+    assert_eq!(archive.images()[0].tags, vec!["demo:oci"]);
+    let images = archive.load(&store, &mut NoProgress).unwrap();
+    assert_eq!(
+        images[0].layers[1].compression,
+        Some(strata_image::Compression::Gzip)
+    );
+    assert_eq!(
+        images[0].top().unwrap().as_str(),
+        Digest::chain(Some(&ids[0]), &ids[1]).hex()
+    );
+}
+
+#[test]
+fn load_oci_layout_directory_with_zstd_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layers, ids) = two_layers();
+    let blobs = vec![
+        layers[0].clone(),
+        zstd::stream::encode_all(&layers[1][..], 3).unwrap(),
+    ];
+    let root = dir.path().join("layout");
+    for (name, data) in oci_files(&blobs, &ids) {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    let store = FakeStore::default();
+    let images = Archive::open(&root, dir.path())
+        .unwrap()
+        .load(&store, &mut NoProgress)
+        .unwrap();
+    assert_eq!(
+        images[0].layers[1].compression,
+        Some(strata_image::Compression::Zstd)
+    );
+    assert_eq!(store.layers.borrow().len(), 2);
+}
+
+#[test]
+fn load_oci_corrupt_blob_digest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layers, ids) = two_layers();
+    let mut files = oci_files(&layers, &ids);
+    // Same diff id, but the blob is stored gzip-compressed under the plain tar's digest.
+    let l1_name = format!("blobs/sha256/{}", ids[1].hex());
+    for f in files.iter_mut().filter(|f| f.0 == l1_name) {
+        f.1 = gzip(&layers[1]);
+    }
+    let path = dir.path().join("oci.tar");
+    write_archive(&path, &files);
+    let store = FakeStore::default();
+    let err = Archive::open(&path, dir.path())
+        .unwrap()
+        .load(&store, &mut NoProgress)
+        .unwrap_err();
+    assert!(err.to_string().contains("blob digest mismatch"), "{err}");
+    assert_eq!(store.layers.borrow().len(), 1);
+}
+
+#[test]
+fn open_plain_tar_without_metadata_is_not_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.tar");
+    write_archive(&path, &[("hello".into(), b"hi".to_vec())]);
+    let err = Archive::open(&path, dir.path()).unwrap_err();
+    assert!(err.to_string().contains("not an image archive"), "{err}");
+}
+
+#[test]
+fn open_from_reader_gzip_docker_save_is_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layers, ids) = two_layers();
+    let path = dir.path().join("img.tar");
+    docker_save(&path, &layers, &ids);
+    let gz = gzip(&std::fs::read(&path).unwrap());
+    let archive = Archive::from_reader("-", &gz[..], dir.path()).unwrap();
+    let store = FakeStore::default();
+    archive.load(&store, &mut NoProgress).unwrap();
+    assert_eq!(store.layers.borrow().len(), 2);
+}
