@@ -15,6 +15,9 @@ pub struct Options {
     pub size: Option<u64>,
     /// `overlay2.inodes`: default inode limit of every read-write layer.
     pub inodes: Option<u64>,
+    /// `strata.mount_api=legacy`: never use the new mount API, as on kernels before 6.8
+    /// (strata's own option; for testing the legacy path and working around kernel bugs).
+    pub force_legacy_mount: bool,
 }
 
 impl Options {
@@ -28,7 +31,10 @@ impl Options {
             let item = item.as_ref();
             let (key, val) = split_kv(item)?;
             let lower = key.to_ascii_lowercase();
-            let bare = lower.strip_prefix("overlay2.").unwrap_or(&lower);
+            let bare = lower
+                .strip_prefix("overlay2.")
+                .or_else(|| lower.strip_prefix("strata."))
+                .unwrap_or(&lower);
             match bare {
                 "override_kernel_check" => {
                     o.override_kernel_check = parse_bool(val).map_err(|reason| bad(item, reason))?
@@ -37,12 +43,19 @@ impl Options {
                 "inodes" => {
                     o.inodes = nonzero(parse_count(val).map_err(|reason| bad(item, reason))?)
                 }
+                "mount_api" => {
+                    o.force_legacy_mount = match val {
+                        "auto" => false,
+                        "legacy" => true,
+                        _ => return Err(bad(item, "expected auto or legacy")),
+                    }
+                }
                 _ => {
                     return Err(bad(
                         item,
                         format!(
                             "unknown option {key:?}; known: overlay2.size, overlay2.inodes, \
-                             overlay2.override_kernel_check"
+                             overlay2.override_kernel_check, strata.mount_api"
                         ),
                     ))
                 }

@@ -59,7 +59,10 @@ impl Driver {
     ) -> Result<Driver> {
         let home =
             std::path::absolute(home.as_ref()).map_err(Error::io("resolve home", home.as_ref()))?;
-        let probes = Probes::run(&home, &options)?;
+        let mut probes = Probes::run(&home, &options)?;
+        if options.force_legacy_mount {
+            probes.new_mount_api = false;
+        }
         let layout = Layout::new(home.clone());
         let initialised = layout.link_dir().is_dir();
         if !probes.d_type {

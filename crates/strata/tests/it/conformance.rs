@@ -55,3 +55,26 @@ fn conformance_list_layers_exactly_created() {
     }
     conformance::list_layers(&TempHome::new().driver);
 }
+
+fn legacy_home() -> TempHome {
+    TempHome::with_options(strata::Options::parse(["strata.mount_api=legacy"]).unwrap())
+}
+
+#[test]
+fn conformance_legacy_mount_snapshot_sees_base() {
+    if !require_root("conformance_legacy_mount_snapshot") {
+        return;
+    }
+    let h = legacy_home();
+    assert!(!h.driver.probes().new_mount_api);
+    conformance::create_snapshot(&h.driver);
+}
+
+#[test]
+fn conformance_legacy_mount_deep_layer_read_128_uses_relative_paths() {
+    if !require_root("conformance_legacy_mount_deep_layer_read_128") {
+        return;
+    }
+    let h = legacy_home();
+    conformance::deep_layer_read(&h.driver, 128);
+}

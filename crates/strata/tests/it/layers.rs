@@ -194,6 +194,44 @@ fn create_chain_beyond_limit_is_refused() {
 }
 
 #[test]
+fn create_chain_beyond_legacy_page_limit_is_refused() {
+    if !require_root("create_chain_beyond_legacy_page_limit_is_refused") {
+        return;
+    }
+    let h = TempHome::with_options(Options::parse(["strata.mount_api=legacy"]).unwrap());
+    let d = &h.driver;
+    let mut parent: Option<LayerId> = None;
+    let mut made = 0;
+    let err = loop {
+        let l = id(&format!("c{made:03}"));
+        match d.create(&l, parent.as_ref(), NONE) {
+            Ok(()) => {
+                made += 1;
+                parent = Some(l);
+            }
+            Err(e) => break e,
+        }
+        assert!(made <= 500, "no legacy chain limit enforced");
+    };
+    assert!(
+        err.to_string().contains("legacy mount(2) within one page"),
+        "{err}"
+    );
+    assert!(made >= 128, "legacy limit {made} below Docker's 128");
+    // The deepest chain allowed really mounts, read-write and read-only.
+    let top = parent.unwrap();
+    let root = d.get(&top, "").unwrap();
+    std::fs::write(root.join("x"), b"").unwrap();
+    d.put(&top).unwrap();
+    let below = id(&format!("c{:03}", made - 2));
+    d.get(&below, "").unwrap();
+    d.put(&below).unwrap();
+    for i in (0..made).rev() {
+        d.remove(&id(&format!("c{i:03}"))).unwrap();
+    }
+}
+
+#[test]
 fn remove_is_idempotent_and_stays_in_home() {
     if !require_root("remove_is_idempotent_and_stays_in_home") {
         return;
