@@ -1,1 +1,68 @@
-//! Docker graphdriver plugin (landing).
+//! strata as a Docker storage driver: the graphdriver plugin protocol (legacy v1 plugins,
+//! HTTP/1.1 on a unix socket) served on top of [`strata::Driver`].
+//!
+//! dockerd started with `--experimental -s NAME` finds the plugin at
+//! `/run/docker/plugins/NAME.sock`, sends `Plugin.Activate`, then `GraphDriver.Init` with its
+//! home (`<data-root>/NAME`) and options, and from then on one `POST /GraphDriver.<Method>` per
+//! layer operation. Each request is decoded (`wire`), run as one blocking store call on a worker
+//! thread (`routes`, `store`), and answered; failures become `{"Err": "<whole chain>"}`.
+//! `ApplyDiff` and `Diff` stream layer tars through bounded channels (`body`), so no layer is
+//! ever held in memory. Connections are kept alive and served concurrently; per-layer
+//! serialisation is the library's.
+//!
+//! ```no_run
+//! let config = strata_docker::PluginConfig { name: "strata".into(), socket: None };
+//! // Blocks until SIGTERM or SIGINT, then removes the socket.
+//! strata_docker::serve(&config)?;
+//! # Ok::<(), strata_docker::Error>(())
+//! ```
+//!
+//! This crate never prints (it emits `tracing` events: one `debug` line per request with the
+//! method, layer id and duration; `warn` for failures), never installs a subscriber and never
+//! implements layer semantics itself.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod body;
+mod driver;
+mod error;
+mod routes;
+mod server;
+mod socket;
+mod state;
+mod store;
+pub mod wire;
+
+#[cfg(test)]
+mod server_tests;
+
+use std::path::PathBuf;
+
+pub use error::Error;
+pub use socket::PLUGIN_SOCKET_DIR;
+
+/// How to serve the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// The plugin name: what dockerd is given with `-s NAME`; names the default socket.
+    pub name: String,
+    /// The socket path; `None` for `/run/docker/plugins/<name>.sock`.
+    pub socket: Option<PathBuf>,
+}
+
+/// Serves the graphdriver plugin protocol on the configured socket until SIGTERM or SIGINT,
+/// then stops accepting, removes the socket and lets requests in flight finish (up to 30 s).
+///
+/// A stale socket file (nobody answers on it) is replaced; a live one is refused. The last
+/// `GraphDriver.Init` is saved as `<socket>.strata-init`, so a plugin restarted while dockerd
+/// runs reopens the same home (and the library re-derives which layers are mounted). Stopping
+/// never unmounts: dockerd's `Cleanup` does that when dockerd itself stops.
+///
+/// # Errors
+/// An invalid name, a socket in use or not a socket, a socket that cannot be bound, or a
+/// runtime/signal set-up failure. Errors of single requests are protocol replies, not errors
+/// of this function.
+pub fn serve(config: &PluginConfig) -> Result<(), Error> {
+    server::run::<strata::Driver>(config)
+}
