@@ -1,0 +1,56 @@
+//! `strata check [--repair]`: like fsck, exits 1 while problems remain. Without `--repair`
+//! any problem found means 1; with it, 1 only if something could not be repaired.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use strata::{CheckReport, Driver};
+
+use super::Outcome;
+use crate::output::Output;
+
+/// Flags of `check`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Fix what can be fixed without losing data.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    clean: bool,
+    repaired_all: bool,
+    #[serde(flatten)]
+    report: &'a CheckReport,
+}
+
+/// Checks (and repairs) the home.
+pub fn run(d: &Driver, args: Args, out: Output) -> Result<Outcome> {
+    let report = d
+        .check(args.repair)
+        .with_context(|| format!("check home {}", d.home().display()))?;
+    let remaining = if args.repair {
+        !report.all_repaired()
+    } else {
+        !report.is_clean()
+    };
+    let data = Report {
+        clean: report.is_clean(),
+        repaired_all: report.all_repaired(),
+        report: &report,
+    };
+    out.print(&data, |w| {
+        for p in &report.problems {
+            let fixed = if p.repaired { " (repaired)" } else { "" };
+            writeln!(w, "{} {}: {}{fixed}", p.kind, p.path.display(), p.detail)?;
+        }
+        let n = report.problems.len();
+        let fixed = report.problems.iter().filter(|p| p.repaired).count();
+        match (n, args.repair) {
+            (0, _) => writeln!(w, "no problems found"),
+            (_, false) => writeln!(w, "{n} problem(s) found; run with --repair to fix"),
+            (_, true) => writeln!(w, "{n} problem(s) found, {fixed} repaired"),
+        }
+    })?;
+    Ok(if remaining { Outcome::No } else { Outcome::Ok })
+}
