@@ -126,10 +126,13 @@ impl Driver {
             quota.set(id, stage.path(), limits)?;
         }
         mkdir(&stage.path().join("diff"), 0o755)?;
+        self.chown_to_root(stage.path())?;
+        self.chown_to_root(&stage.path().join("diff"))?;
         let link = LinkId::generate();
         write_file(&stage.path().join("link"), link.as_str().as_bytes(), 0o644)?;
         if !lowers.is_empty() {
             mkdir(&stage.path().join("work"), 0o700)?;
+            self.chown_to_root(&stage.path().join("work"))?;
             write_file(
                 &stage.path().join("lower"),
                 lowers.encode().as_bytes(),

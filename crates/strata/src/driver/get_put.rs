@@ -62,6 +62,7 @@ impl Driver {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io("create directory", &merged)(e)),
         }
+        self.chown_to_root(&merged)?;
         if let Err(source) = exec::mount(&plan) {
             let _ = std::fs::remove_dir(&merged);
             return Err(Error::Mount {
@@ -74,6 +75,17 @@ impl Driver {
             let _ = exec::unmount(&merged);
             let _ = std::fs::remove_dir(&merged);
             return Err(Error::io("write mount count", self.layout.mounts())(e));
+        }
+        if !read_only {
+            // As moby overlay2 (Get): overlay in a user namespace needs work/work owned by the
+            // remapped root to move directories from lower to upper.
+            let ww = self.layout.work(id).join("work");
+            if let Err(e) = self.chown_to_root(&ww) {
+                let _ = exec::unmount(&merged);
+                let _ = std::fs::remove_dir(&merged);
+                let _ = self.refs.store(id.as_str(), 0);
+                return Err(e);
+            }
         }
         tracing::debug!(%id, read_only, "mounted layer");
         Ok(merged)

@@ -237,6 +237,27 @@ impl Driver {
             .is_ok()
     }
 
+    /// Host uid and gid of the container's root (0:0 without id maps). As moby overlay2, the
+    /// layer directories belong to it, so that a remapped root can use them.
+    fn root_owner(&self) -> (u32, u32) {
+        let map = |ranges: &[strata_archive::IdMapping]| {
+            ranges
+                .iter()
+                .find(|r| r.container_id == 0 && r.size > 0)
+                .map_or(0, |r| r.host_id)
+        };
+        (map(&self.id_maps.uids), map(&self.id_maps.gids))
+    }
+
+    /// Gives `path` to the container's root when ids are remapped.
+    fn chown_to_root(&self, path: &Path) -> Result<()> {
+        let (uid, gid) = self.root_owner();
+        if (uid, gid) == (0, 0) {
+            return Ok(());
+        }
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(Error::io("chown", path))
+    }
+
     fn whiteout_format(&self) -> WhiteoutFormat {
         if self.probes.userxattr {
             WhiteoutFormat::OverlayUserXattr

@@ -66,17 +66,32 @@ fn create_remove_killed_midway_leaves_whole_layers_only() {
         let report = h.driver.check(false).unwrap();
         for p in &report.problems {
             assert!(
-                ["leftover-staging", "dangling-link", "unreferenced-mount", "stale-mount-count"]
-                    .contains(&p.kind.as_str()),
+                [
+                    "leftover-staging",
+                    "dangling-link",
+                    "unreferenced-mount",
+                    "stale-mount-count"
+                ]
+                .contains(&p.kind.as_str()),
                 "round {round}: a kill left a damaged layer: {p:?}"
             );
         }
-        eprintln!("round {round}: {:?}", report.problems.iter().map(|p| p.kind.as_str()).collect::<Vec<_>>());
+        eprintln!(
+            "round {round}: {:?}",
+            report
+                .problems
+                .iter()
+                .map(|p| p.kind.as_str())
+                .collect::<Vec<_>>()
+        );
         let repaired = h.driver.check(true).unwrap();
         assert!(repaired.all_repaired(), "round {round}: {repaired:?}");
         assert!(h.driver.check(false).unwrap().is_clean());
         let layers = h.driver.list().unwrap();
-        assert!(!layers.is_empty(), "round {round}: the victim made no layer");
+        assert!(
+            !layers.is_empty(),
+            "round {round}: the victim made no layer"
+        );
         for l in &layers {
             // Whole: link file, diff and, for children, a lower chain that mounts.
             let root = h.driver.get(l, "").unwrap();

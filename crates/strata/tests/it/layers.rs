@@ -302,3 +302,34 @@ fn open_on_overlay_backing_fs_is_refused_with_hint() {
     assert!(e.to_string().contains("ext4 or xfs"), "{e}");
     d.put(&id("t")).unwrap();
 }
+
+#[test]
+fn create_with_id_maps_gives_layer_dirs_to_remapped_root() {
+    if !require_root("create_with_id_maps_gives_layer_dirs_to_remapped_root") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let range = |host| strata::IdMapping {
+        container_id: 0,
+        host_id: host,
+        size: 65536,
+    };
+    let maps = strata::IdMaps {
+        uids: vec![range(100_000)],
+        gids: vec![range(200_000)],
+    };
+    let d = Driver::open_with_id_maps(dir.path().join("h"), Options::default(), maps).unwrap();
+    d.create(&id("b"), None, NONE).unwrap();
+    d.create_read_write(&id("t"), Some(&id("b")), NONE).unwrap();
+    for p in ["b/diff", "t/diff", "t/work"] {
+        let m = std::fs::metadata(d.home().join(p)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (100_000, 200_000), "{p}");
+    }
+    let root = d.get(&id("t"), "").unwrap();
+    let m = std::fs::metadata(d.home().join("t/work/work")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (100_000, 200_000));
+    assert!(root.is_dir());
+    d.put(&id("t")).unwrap();
+    d.cleanup().unwrap();
+}
