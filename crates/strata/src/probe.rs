@@ -143,9 +143,10 @@ impl Probes {
     }
 }
 
-/// Checks that this kernel's overlay gives the upper layer a correct tar diff: an opaque
-/// directory copied up keeps its opaque xattr, and renaming a lower directory does not create a
-/// redirect (which a tar cannot express). As moby overlay2 (check.go: doesSupportNativeDiff).
+/// Checks that this kernel's overlay gives the upper layer a faithful tar diff: copying up a
+/// directory that is opaque in a lower must not make the upper copy opaque (a bug before 4.8), and
+/// renaming a lower directory must not create a redirect (which a tar cannot express). As moby
+/// overlay2 (check.go: doesSupportNativeDiff).
 ///
 /// # Errors
 /// A message saying why the native diff cannot be used.
@@ -167,7 +168,14 @@ fn native_diff_in(scratch: &Path, probes: &Probes) -> std::result::Result<(), St
         scratch.join("work"),
         scratch.join("merged"),
     );
-    for d in [&l1.join("d"), &l2.join("d"), &up, &work, &merged] {
+    for d in [
+        &l1.join("d"),
+        &l1.join("d1"),
+        &l2.join("d"),
+        &up,
+        &work,
+        &merged,
+    ] {
         mk(d)?;
     }
     let prefix = if probes.userxattr { "user" } else { "trusted" };
@@ -197,22 +205,22 @@ fn native_diff_in(scratch: &Path, probes: &Probes) -> std::result::Result<(), St
     std::fs::write(merged.join("d").join("f"), b"")
         .map_err(|e| format!("copy up in probe mount: {e}"))?;
     let mut buf = [0u8; 8];
-    match rustix::fs::getxattr(up.join("d"), opaque.as_str(), &mut buf) {
-        Ok(n) if &buf[..n] == b"y" => {}
-        _ => return Err("opaque flag lost on copy-up (kernel bug fixed in 4.9)".into()),
+    if let Ok(n) = rustix::fs::getxattr(up.join("d"), opaque.as_str(), &mut buf) {
+        if &buf[..n] == b"y" {
+            return Err("the opaque flag is copied up by mistake (fixed in Linux 4.8)".into());
+        }
     }
-    match std::fs::rename(merged.join("d"), merged.join("d2")) {
+    match std::fs::rename(merged.join("d1"), merged.join("d2")) {
+        // Without redirect_dir the kernel refuses to rename a lower directory.
         Err(e) if e.raw_os_error() == Some(libc_exdev()) => Ok(()),
         Err(e) => Err(format!("rename in probe mount: {e}")),
         Ok(()) => {
             let redirect = format!("{prefix}.overlay.redirect");
             match rustix::fs::getxattr(up.join("d2"), redirect.as_str(), &mut [0u8; 256]) {
-                Ok(_) => Err(
-                    "redirect_dir is enabled: renamed directories cannot be expressed \
-                              in a tar diff"
-                        .into(),
-                ),
-                Err(_) => Ok(()),
+                Ok(n) if n > 0 => Err("redirect_dir is enabled: renamed directories cannot be \
+                                       expressed in a tar diff"
+                    .into()),
+                _ => Ok(()),
             }
         }
     }

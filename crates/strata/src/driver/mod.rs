@@ -224,6 +224,10 @@ impl Driver {
     fn native_diff_ok(&self) -> bool {
         self.native_diff
             .get_or_init(|| {
+                // Held so that `check --repair` does not take the scratch for a leftover.
+                let _home = self
+                    .home_lock(LockKind::Shared)
+                    .map_err(|e| e.to_string())?;
                 let scratch = self
                     .layout
                     .staging()

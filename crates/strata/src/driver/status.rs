@@ -31,6 +31,10 @@ impl Driver {
                 },
             ),
             ("Index Off".to_owned(), p.index_off.to_string()),
+            (
+                "Multiple Lowers".to_owned(),
+                (p.kernel_version >= (4, 0, 0)).to_string(),
+            ),
         ];
         match &self.quota {
             Some(q) => {

@@ -333,3 +333,41 @@ fn create_with_id_maps_gives_layer_dirs_to_remapped_root() {
     d.put(&id("t")).unwrap();
     d.cleanup().unwrap();
 }
+
+#[test]
+fn status_reports_probes() {
+    if !require_root("status_reports_probes") {
+        return;
+    }
+    let h = TempHome::new();
+    let s: std::collections::BTreeMap<String, String> = h.driver.status().into_iter().collect();
+    let fs = strata_sys_fs_name(h.home());
+    assert_eq!(s["Backing Filesystem"], fs);
+    assert_eq!(s["Supports d_type"], "true");
+    assert_eq!(
+        s["Native Overlay Diff"], "true",
+        "6.x kernels without redirect_dir give native diffs"
+    );
+    assert_eq!(s["Project Quota"], "false");
+    assert!(s["Project Quota Detail"].len() > 10);
+    assert!(s.contains_key("Mount API"));
+    // The native-diff probe leaves nothing behind.
+    assert_eq!(
+        std::fs::read_dir(h.home().join(".strata/staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+fn strata_sys_fs_name(p: &std::path::Path) -> String {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(p)
+        .output()
+        .unwrap();
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "ext2/ext3" => "extfs".to_owned(),
+        other => other.to_owned(),
+    }
+}
