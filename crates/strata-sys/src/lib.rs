@@ -5,3 +5,4 @@
 pub mod fs;
 pub mod mount;
 pub mod mountinfo;
+pub mod quota;
