@@ -117,8 +117,10 @@ impl Probes {
                 hint: "upgrade the kernel or set overlay2.override_kernel_check=true".into(),
             });
         }
-        let d_type =
-            sysfs::supports_d_type(&testdir).map_err(Error::io("probe d_type in", &testdir))?;
+        // The filesystem is acceptable: create the home so that the d_type probe writes its
+        // probe file there rather than beside it.
+        std::fs::create_dir_all(home).map_err(Error::io("create home", home))?;
+        let d_type = sysfs::supports_d_type(home).map_err(Error::io("probe d_type in", home))?;
         let new_mount_api = strata_sys::mount::overlay_supports_lowerdir_plus(&testdir);
         let userxattr = in_user_namespace();
         if userxattr && kernel_version < (5, 11, 0) {
