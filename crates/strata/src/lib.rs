@@ -36,6 +36,8 @@ pub mod id;
 pub mod layout;
 pub mod lock;
 pub mod mount;
+#[cfg(doc)]
+pub mod on_disk;
 pub mod options;
 pub mod probe;
 pub mod quota;
