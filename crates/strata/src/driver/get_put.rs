@@ -26,17 +26,9 @@ impl Driver {
             // As moby overlay2: no parents, no mount.
             return Ok(self.layout.diff(id));
         }
-        let merged = self.layout.merged(id);
-        let mounted =
-            refs::is_mounted(&merged).map_err(Error::io("read mount table for", &merged))?;
-        let count = self
-            .refs
-            .effective(id.as_str(), mounted)
-            .map_err(Error::io("read mount count", self.layout.mounts()))?;
+        let (merged, _, count) = self.mount_state(id)?;
         if count > 0 {
-            self.refs
-                .store(id.as_str(), count + 1)
-                .map_err(Error::io("write mount count", self.layout.mounts()))?;
+            self.store_count(id, count + 1)?;
             return Ok(merged);
         }
         let read_only = self.layout.committed(id).exists();
@@ -71,10 +63,10 @@ impl Driver {
                 source,
             });
         }
-        if let Err(e) = self.refs.store(id.as_str(), 1) {
+        if let Err(e) = self.store_count(id, 1) {
             let _ = exec::unmount(&merged);
             let _ = std::fs::remove_dir(&merged);
-            return Err(Error::io("write mount count", self.layout.mounts())(e));
+            return Err(e);
         }
         if !read_only {
             // As moby overlay2 (Get): overlay in a user namespace needs work/work owned by the
@@ -101,18 +93,9 @@ impl Driver {
         if !self.has_lower_file(id)? {
             return Ok(());
         }
-        let merged = self.layout.merged(id);
-        let mounted =
-            refs::is_mounted(&merged).map_err(Error::io("read mount table for", &merged))?;
-        let count = self
-            .refs
-            .effective(id.as_str(), mounted)
-            .map_err(Error::io("read mount count", self.layout.mounts()))?;
+        let (merged, mounted, count) = self.mount_state(id)?;
         if count > 1 {
-            return self
-                .refs
-                .store(id.as_str(), count - 1)
-                .map_err(Error::io("write mount count", self.layout.mounts()));
+            return self.store_count(id, count - 1);
         }
         if mounted {
             exec::unmount(&merged).map_err(Error::io("unmount", &merged))?;
@@ -124,10 +107,26 @@ impl Driver {
                 tracing::debug!(path = %merged.display(), "removing merged: {e}");
             }
         }
-        self.refs
-            .store(id.as_str(), 0)
-            .map_err(Error::io("write mount count", self.layout.mounts()))?;
+        self.store_count(id, 0)?;
         tracing::debug!(%id, "unmounted layer");
         Ok(())
+    }
+
+    /// The mount point, whether it is mounted now, and the effective reference count.
+    fn mount_state(&self, id: &LayerId) -> Result<(PathBuf, bool, u64)> {
+        let merged = self.layout.merged(id);
+        let mounted =
+            refs::is_mounted(&merged).map_err(Error::io("read mount table for", &merged))?;
+        let count = self
+            .refs
+            .effective(id.as_str(), mounted)
+            .map_err(Error::io("read mount count", self.layout.mounts()))?;
+        Ok((merged, mounted, count))
+    }
+
+    fn store_count(&self, id: &LayerId, n: u64) -> Result<()> {
+        self.refs
+            .store(id.as_str(), n)
+            .map_err(Error::io("write mount count", self.layout.mounts()))
     }
 }
