@@ -48,6 +48,7 @@ pub fn open_input(path: &Path) -> Result<File> {
 
 /// Applies the tar and prints the size.
 pub fn run(d: &Driver, args: Args, out: Output) -> Result<Outcome> {
+    let parent = super::parent_or_own(d, &args.id, args.parent.clone())?;
     let (input, total, name): (Box<dyn Read>, Option<u64>, String) = match args.file.as_deref() {
         None => (Box::new(io::stdin().lock()), None, "standard input".into()),
         Some(p) if p == Path::new("-") => {
@@ -64,7 +65,7 @@ pub fn run(d: &Driver, args: Args, out: Output) -> Result<Outcome> {
     let decoder = Decoder::new(reader).with_context(|| format!("read {name}"))?;
     let compression = decoder.kind();
     let size = d
-        .apply_diff(&args.id, args.parent.as_ref(), decoder)
+        .apply_diff(&args.id, parent.as_ref(), decoder)
         .with_context(|| format!("apply {name} ({compression}) to layer {}", args.id))?;
     bar.finish_and_clear();
     let data = Applied {

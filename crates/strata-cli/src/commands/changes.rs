@@ -37,8 +37,9 @@ fn word(kind: ChangeKind) -> &'static str {
 
 /// Prints the layer's changes.
 pub fn run(d: &Driver, args: ParentArgs, out: Output) -> Result<Outcome> {
+    let parent = super::parent_or_own(d, &args.id, args.parent.clone())?;
     let mut changes = d
-        .changes(&args.id, args.parent.as_ref())
+        .changes(&args.id, parent.as_ref())
         .with_context(|| format!("list the changes of layer {}", args.id))?;
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     let data = Changes {

@@ -28,6 +28,7 @@ pub struct Args {
 
 /// Writes the diff tar.
 pub fn run(d: &Driver, args: Args) -> Result<Outcome> {
+    let parent = super::parent_or_own(d, &args.id, args.parent.clone())?;
     let bar = output::bytes_bar(None, format!("diff {}", args.id));
     let what = || format!("export the diff of layer {}", args.id);
     match &args.output {
@@ -40,7 +41,7 @@ pub fn run(d: &Driver, args: Args) -> Result<Outcome> {
                 .into());
             }
             let mut w = CountingWriter::new(io::BufWriter::new(stdout.lock()), bar.clone());
-            d.diff(&args.id, args.parent.as_ref(), &mut w)
+            d.diff(&args.id, parent.as_ref(), &mut w)
                 .with_context(what)?;
             w.flush().context("write to stdout")?;
         }
@@ -52,7 +53,7 @@ pub fn run(d: &Driver, args: Args) -> Result<Outcome> {
             let tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("create a temporary file in {}", dir.display()))?;
             let mut w = CountingWriter::new(io::BufWriter::new(tmp.as_file()), bar.clone());
-            d.diff(&args.id, args.parent.as_ref(), &mut w)
+            d.diff(&args.id, parent.as_ref(), &mut w)
                 .with_context(what)?;
             w.flush()
                 .with_context(|| format!("write {}", tmp.path().display()))?;

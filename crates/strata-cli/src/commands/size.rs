@@ -15,8 +15,9 @@ struct Size<'a> {
 
 /// Prints the size in bytes.
 pub fn run(d: &Driver, args: ParentArgs, out: Output) -> Result<Outcome> {
+    let parent = super::parent_or_own(d, &args.id, args.parent.clone())?;
     let size = d
-        .diff_size(&args.id, args.parent.as_ref())
+        .diff_size(&args.id, parent.as_ref())
         .with_context(|| format!("measure layer {}", args.id))?;
     let data = Size {
         id: args.id.as_str(),
