@@ -67,4 +67,6 @@ pub enum Command {
     Size(commands::ParentArgs),
     /// Load a docker-save or OCI image archive (or OCI layout directory); print the top layer.
     Load(commands::load::Args),
+    /// Serve Docker's graphdriver plugin protocol until SIGTERM or SIGINT.
+    DockerPlugin(commands::docker_plugin::Args),
 }

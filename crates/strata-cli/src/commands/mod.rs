@@ -7,6 +7,7 @@ pub mod check;
 pub mod cleanup;
 pub mod create;
 pub mod diff;
+pub mod docker_plugin;
 pub mod exists;
 pub mod load;
 pub mod ls;
@@ -102,6 +103,10 @@ fn open_driver(home: &Path, storage_opts: &[String]) -> Result<Driver> {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<Outcome> {
     let out = Output::new(cli.json);
+    // The plugin opens its home when dockerd sends GraphDriver.Init, not before.
+    if let Command::DockerPlugin(args) = cli.command {
+        return docker_plugin::run(args);
+    }
     let driver = open_driver(&cli.home, &cli.storage_opt)?;
     let d = &driver;
     match cli.command {
@@ -120,5 +125,6 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Changes(args) => changes::run(d, args, out),
         Command::Size(args) => size::run(d, args, out),
         Command::Load(args) => load::run(d, args, out),
+        Command::DockerPlugin(_) => unreachable!("served above"),
     }
 }

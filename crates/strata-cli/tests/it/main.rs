@@ -9,5 +9,6 @@
 mod archive;
 mod image;
 mod load;
+mod plugin;
 mod store;
 mod support;
