@@ -1,120 +1,81 @@
-//! Layer tars to and from directories (CONTRACT STUB: being implemented; signatures are fixed).
+//! Layer tars to and from directories, as Docker's overlay2 gets them from `pkg/archive`.
 //!
-//! This crate knows nothing of layer ids, the store or mounts. It turns a layer tar into files
-//! beneath one directory (never writing outside it), exports a layer's upper directory as a tar
-//! in Docker overlay2's format, computes changes and sizes.
+//! The model: a layer is a directory (overlay's `diff/`, the *upper*) whose deletions are
+//! overlay whiteouts (0/0 character devices) and opaque directories (`trusted.overlay.opaque=y`
+//! or `user.overlay.opaque=y`). On the wire a layer is a tar in AUFS convention (`.wh.NAME`,
+//! `DIR/.wh..wh..opq`). This crate converts between the two:
+//!
+//! - [`apply`] streams a tar into a directory (ApplyDiff), never writing outside it: every path
+//!   is resolved beneath a directory fd of the target with `openat2(RESOLVE_IN_ROOT)`, so `..`,
+//!   absolute names and symlinks planted by the archive cannot lead out.
+//! - [`export`] writes the tar of an upper directory (native Diff); [`export_changes`] writes
+//!   a tar of a list of changes taken from a mounted tree (naive Diff).
+//! - [`changes`] lists what `docker diff` shows, walking only the upper directory and looking
+//!   paths up in the lowers; [`changes_naive`] compares two whole trees (same result).
+//! - [`diff_size`] and [`changes_size`] are Docker's DiffSize.
+//!
+//! It knows nothing of layer ids, the store or mounts, and never prints.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use strata_archive::{apply, diff_size, export, ApplyOptions, ExportOptions};
+//! let src = tempfile::tempdir()?;
+//! std::fs::create_dir(src.path().join("etc"))?;
+//! std::fs::write(src.path().join("etc/hostname"), b"strata\n")?;
+//! let mut tar = Vec::new();
+//! export(src.path(), &mut tar, &ExportOptions::default())?;
+//! let dst = tempfile::tempdir()?;
+//! let stats = apply(&tar[..], dst.path(), &ApplyOptions::default())?;
+//! assert_eq!(stats.entries, 2);
+//! assert_eq!(std::fs::read(dst.path().join("etc/hostname"))?, b"strata\n");
+//! assert_eq!(diff_size(dst.path())?, 7);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-/// One id mapping range, as in `/proc/self/uid_map`: container ids `container_id..+size`
-/// map to host ids `host_id..+size`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdMapping {
-    /// First id inside the container.
-    pub container_id: u32,
-    /// First id on the host.
-    pub host_id: u32,
-    /// Number of ids in the range.
-    pub size: u32,
-}
+mod apply;
+mod changes;
+mod error;
+mod export;
+mod model;
+mod names;
+pub mod path;
+mod size;
+mod tar;
+mod xattr;
 
-/// Uid and gid maps of the driver (empty: identity).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IdMaps {
-    /// Uid ranges.
-    pub uids: Vec<IdMapping>,
-    /// Gid ranges.
-    pub gids: Vec<IdMapping>,
-}
-
-/// How whiteouts are represented on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WhiteoutFormat {
-    /// Overlay whiteouts: char device 0/0, opaque xattr `trusted.overlay.opaque=y`.
-    #[default]
-    Overlay,
-    /// Overlay whiteouts with `userxattr`: opaque xattr `user.overlay.opaque=y`.
-    OverlayUserXattr,
-    /// Apply onto a mounted (merged) tree: a whiteout deletes the path, an opaque marker empties
-    /// the directory (Docker's naive ApplyDiff path).
-    Delete,
-}
-
-/// Options for [`apply`].
-#[derive(Debug, Clone, Default)]
-pub struct ApplyOptions {
-    /// Id maps applied to tar owners (container → host).
-    pub id_maps: IdMaps,
-    /// Whiteout representation.
-    pub whiteouts: WhiteoutFormat,
-}
-
-/// What [`apply`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ApplyStats {
-    /// Number of tar entries processed.
-    pub entries: u64,
-    /// Bytes of file content written.
-    pub bytes: u64,
-}
-
-/// Options for [`export`].
-#[derive(Debug, Clone, Default)]
-pub struct ExportOptions {
-    /// Id maps applied backwards (host → container).
-    pub id_maps: IdMaps,
-    /// Whiteout representation found on disk.
-    pub whiteouts: WhiteoutFormat,
-}
-
-/// Kind of a change, numbered as Docker's `archive.ChangeType` (0 modify, 1 add, 2 delete).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ChangeKind {
-    /// Modified (`C`).
-    Modify,
-    /// Added (`A`).
-    Add,
-    /// Deleted (`D`).
-    Delete,
-}
-
-/// One changed path, absolute within the layer (`/etc/passwd`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Change {
-    /// Absolute path inside the image.
-    pub path: String,
-    /// What happened to it.
-    pub kind: ChangeKind,
-}
-
-/// Errors of this crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Placeholder until the engine lands.
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
-}
-
-/// Result alias.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use apply::{WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
+pub use error::{Error, Result};
+pub use model::{
+    ApplyOptions, ApplyStats, Change, ChangeKind, ExportOptions, IdMapping, IdMaps, WhiteoutFormat,
+};
 
 /// Streams a layer tar (uncompressed) into `target`, which must be an existing directory.
 ///
+/// Entries are created beneath `target` only; whiteouts become `opts.whiteouts`. On error the
+/// directory holds a partial result: the caller stages into a fresh directory and discards it.
+///
 /// # Errors
-/// A corrupt or hostile archive, or a filesystem error.
-pub fn apply(_tar: impl Read, _target: &Path, _opts: &ApplyOptions) -> Result<ApplyStats> {
-    Err(Error::Unimplemented("apply"))
+/// A corrupt or hostile archive ([`Error::Corrupt`], [`Error::Read`], [`Error::Escape`],
+/// [`Error::InvalidName`], [`Error::UnsupportedType`], [`Error::Unmapped`]), or a filesystem
+/// error ([`Error::Fs`]).
+pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<ApplyStats> {
+    apply::apply(tar, target, opts)
 }
 
 /// Writes the tar of a layer's upper directory `upper` (native diff).
 ///
+/// Byte-identical for an unchanged directory: sorted walk, no atime/ctime, sorted PAX records.
+///
 /// # Errors
-/// A filesystem error or a write error.
-pub fn export(_upper: &Path, _out: impl Write, _opts: &ExportOptions) -> Result<()> {
-    Err(Error::Unimplemented("export"))
+/// A filesystem error, an owner without a mapping, or a write error.
+pub fn export(upper: &Path, out: impl Write, opts: &ExportOptions) -> Result<()> {
+    export::export(upper, out, opts)
 }
 
 /// Writes a tar of `changes` taken from the mounted tree `root` (naive diff).
@@ -122,40 +83,38 @@ pub fn export(_upper: &Path, _out: impl Write, _opts: &ExportOptions) -> Result<
 /// # Errors
 /// A filesystem error or a write error.
 pub fn export_changes(
-    _root: &Path,
-    _changes: &[Change],
-    _out: impl Write,
-    _opts: &ExportOptions,
+    root: &Path,
+    changes: &[Change],
+    out: impl Write,
+    opts: &ExportOptions,
 ) -> Result<()> {
-    Err(Error::Unimplemented("export_changes"))
+    export::export_changes(root, changes, out, opts)
 }
 
 /// Changes of an upper directory against its lowers (nearest first), walking only `upper`.
 ///
+/// Sorted by path; equal to [`changes_naive`] of the merged views.
+///
 /// # Errors
 /// A filesystem error.
-pub fn changes(
-    _upper: &Path,
-    _lowers: &[PathBuf],
-    _whiteouts: WhiteoutFormat,
-) -> Result<Vec<Change>> {
-    Err(Error::Unimplemented("changes"))
+pub fn changes(upper: &Path, lowers: &[PathBuf], whiteouts: WhiteoutFormat) -> Result<Vec<Change>> {
+    changes::changes(upper, lowers, whiteouts)
 }
 
 /// Changes of tree `new` against tree `old` (None: everything is added), comparing both trees.
 ///
 /// # Errors
 /// A filesystem error.
-pub fn changes_naive(_new: &Path, _old: Option<&Path>) -> Result<Vec<Change>> {
-    Err(Error::Unimplemented("changes_naive"))
+pub fn changes_naive(new: &Path, old: Option<&Path>) -> Result<Vec<Change>> {
+    changes::changes_naive(new, old)
 }
 
 /// Docker's DiffSize of a directory: the sum of lstat sizes of every non-directory, each inode once.
 ///
 /// # Errors
 /// A filesystem error.
-pub fn diff_size(_dir: &Path) -> Result<u64> {
-    Err(Error::Unimplemented("diff_size"))
+pub fn diff_size(dir: &Path) -> Result<u64> {
+    size::diff_size(dir)
 }
 
 /// Docker's size of a naive diff: the sum of lstat sizes of the added or modified non-directories
@@ -163,6 +122,6 @@ pub fn diff_size(_dir: &Path) -> Result<u64> {
 ///
 /// # Errors
 /// A filesystem error.
-pub fn changes_size(_root: &Path, _changes: &[Change]) -> Result<u64> {
-    Err(Error::Unimplemented("changes_size"))
+pub fn changes_size(root: &Path, changes: &[Change]) -> Result<u64> {
+    size::changes_size(root, changes)
 }

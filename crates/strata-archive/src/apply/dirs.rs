@@ -1,0 +1,204 @@
+//! Directory handles beneath the apply root. Owns the cache of open parent directories (a stack
+//! following the tar's depth-first order) and the in-root resolution used when a parent path
+//! goes through a symlink. Never resolves a path by joining strings onto a host path, and never
+//! lets a lookup leave the root: single components are opened with `O_NOFOLLOW`, anything that
+//! needs a symlink followed goes through `openat2(RESOLVE_IN_ROOT)`.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+use crate::path::components;
+
+/// Flags to open a directory we will read or change metadata of.
+pub(crate) const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Resolution flags for every multi-component lookup beneath the root: symlinks are followed
+/// as if the root were `/` (Docker's chroot semantics, without chroot), magic links never.
+pub(crate) const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Opens `rel` (a cleaned relative path) beneath `root` with in-root resolution.
+pub(crate) fn open_in_root(root: BorrowedFd<'_>, rel: &[u8], flags: OFlags) -> Result<OwnedFd> {
+    let p: &[u8] = if rel.is_empty() { b"." } else { rel };
+    loop {
+        match rfs::openat2(root, p, flags | OFlags::CLOEXEC, Mode::empty(), IN_ROOT) {
+            Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
+            r => return r.map_err(|e| Error::fs("resolve", rel, e)),
+        }
+    }
+}
+
+/// The root and a stack of open directories: `stack[i]` is the directory the tar path
+/// `stack[0].0/…/stack[i].0` resolves to.
+#[derive(Debug)]
+pub(crate) struct Dirs {
+    root: OwnedFd,
+    stack: Vec<(Vec<u8>, OwnedFd)>,
+    /// Owner given to directories created because an entry needed them (mapped root).
+    implied_owner: (Option<rfs::Uid>, Option<rfs::Gid>),
+}
+
+impl Dirs {
+    pub(crate) fn open(target: &Path, implied_owner: (u32, u32)) -> Result<Dirs> {
+        let root = rfs::open(
+            target,
+            DIR_FLAGS.difference(OFlags::NOFOLLOW),
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            Error::fs(
+                "open target directory",
+                target.as_os_str().as_encoded_bytes(),
+                e,
+            )
+        })?;
+        Ok(Dirs {
+            root,
+            stack: Vec::new(),
+            implied_owner: (
+                Some(rfs::Uid::from_raw(implied_owner.0)),
+                Some(rfs::Gid::from_raw(implied_owner.1)),
+            ),
+        })
+    }
+
+    pub(crate) fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// The directory set by the last [`Dirs::enter`].
+    pub(crate) fn cur(&self) -> BorrowedFd<'_> {
+        self.stack
+            .last()
+            .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd())
+    }
+
+    /// Forgets every cached directory (after anything was removed).
+    pub(crate) fn invalidate(&mut self) {
+        self.stack.clear();
+    }
+
+    /// Records that `name` inside the current directory is the open directory `fd`.
+    pub(crate) fn push(&mut self, name: &[u8], fd: OwnedFd) {
+        self.stack.push((name.to_vec(), fd));
+    }
+
+    /// Makes `parent` (cleaned, relative) the current directory, creating missing components
+    /// as Docker does (mode 0755, owned by the mapped root).
+    pub(crate) fn enter(&mut self, parent: &[u8]) -> Result<()> {
+        let mut depth = 0;
+        let mut comps = components(parent);
+        let mut pending: Option<&[u8]> = None;
+        for c in comps.by_ref() {
+            if depth < self.stack.len() && self.stack[depth].0 == c {
+                depth += 1;
+            } else {
+                pending = Some(c);
+                break;
+            }
+        }
+        self.stack.truncate(depth);
+        let Some(first) = pending else {
+            return Ok(());
+        };
+        for c in std::iter::once(first).chain(comps) {
+            let fd = self.open_child(parent, c)?;
+            self.stack.push((c.to_vec(), fd));
+        }
+        Ok(())
+    }
+
+    fn open_child(&self, parent: &[u8], c: &[u8]) -> Result<OwnedFd> {
+        let cur = self.cur();
+        match rfs::openat(cur, c, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::NOENT) => {
+                match rfs::mkdirat(cur, c, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(Error::fs("mkdir implied parent of", parent, e)),
+                }
+                let fd = rfs::openat(cur, c, DIR_FLAGS, Mode::empty())
+                    .map_err(|e| Error::fs("open implied parent of", parent, e))?;
+                rfs::fchown(&fd, self.implied_owner.0, self.implied_owner.1)
+                    .map_err(|e| Error::fs("chown implied parent of", parent, e))?;
+                rfs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                    .map_err(|e| Error::fs("chmod implied parent of", parent, e))?;
+                Ok(fd)
+            }
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                // A symlink (or a non-directory): resolve this prefix inside the root, as a
+                // chrooted extraction would. A non-directory fails here with ENOTDIR.
+                let mut prefix = Vec::new();
+                for (name, _) in &self.stack {
+                    prefix.extend_from_slice(name);
+                    prefix.push(b'/');
+                }
+                prefix.extend_from_slice(c);
+                open_in_root(
+                    self.root.as_fd(),
+                    &prefix,
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                )
+            }
+            Err(e) => Err(Error::fs("open parent", parent, e)),
+        }
+    }
+}
+
+/// Removes `name` in `dir` and, if it is a directory, everything beneath it, never following
+/// a symlink. A missing entry is not an error.
+pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8], shown: &[u8]) -> Result<()> {
+    let st = match rfs::statat(dir, name, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(Error::fs("lstat", shown, e)),
+    };
+    if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
+        let fd = rfs::openat(dir, name, DIR_FLAGS, Mode::empty())
+            .map_err(|e| Error::fs("open for removal", shown, e))?;
+        empty_dir(fd.as_fd(), shown, &mut |_| false)?;
+        rfs::unlinkat(dir, name, rfs::AtFlags::REMOVEDIR).map_err(|e| Error::fs("rmdir", shown, e))
+    } else {
+        match rfs::unlinkat(dir, name, rfs::AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::fs("unlink", shown, e)),
+        }
+    }
+}
+
+/// Names in `dir`, unsorted, without `.` and `..`.
+pub(crate) fn list(dir: BorrowedFd<'_>, shown: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut d = rfs::Dir::read_from(dir).map_err(|e| Error::fs("read directory", shown, e))?;
+    let mut names = Vec::new();
+    while let Some(ent) = d.read() {
+        let ent = ent.map_err(|e| Error::fs("read directory", shown, e))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes the entries of `dir` for which `keep(name)` is false (recursively).
+pub(crate) fn empty_dir(
+    dir: BorrowedFd<'_>,
+    shown: &[u8],
+    keep: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<()> {
+    for n in list(dir, shown)? {
+        if !keep(&n) {
+            let mut s = shown.to_vec();
+            s.push(b'/');
+            s.extend_from_slice(&n);
+            remove_all(dir, &n, &s)?;
+        }
+    }
+    Ok(())
+}

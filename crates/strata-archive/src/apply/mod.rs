@@ -1,0 +1,319 @@
+//! Apply: stream a layer tar into a directory. Owns the entry loop, the mapping of AUFS-style
+//! whiteouts to the on-disk format, Docker's replace-or-merge rule and the deferred directory
+//! times. Never writes, changes or removes anything outside the target directory: every path
+//! is reached from a directory fd beneath the root (see [`dirs`]).
+
+mod dirs;
+mod entry;
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use rustix::fs::{self as rfs, Mode, Timestamps};
+use rustix::io::Errno;
+
+use crate::error::{lossy, Error, Result};
+use crate::model::{ApplyOptions, ApplyStats, WhiteoutFormat};
+use crate::path::{self, split_last};
+use crate::tar::reader::Reader;
+use crate::tar::{Kind, Time};
+
+pub(crate) use dirs::{list, open_in_root, remove_all, DIR_FLAGS};
+
+/// AUFS whiteout prefix (`.wh.NAME` deletes NAME).
+pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// AUFS opaque-directory marker.
+pub const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
+/// Prefix of AUFS metadata entries at the root (`.wh..wh.plnk`, `.wh..wh.aufs`).
+pub const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
+/// AUFS hardlink directory: its files are hardlink targets, then it is removed.
+pub const WHITEOUT_LINK_DIR: &[u8] = b".wh..wh.plnk";
+
+pub(crate) fn timespec(t: Time) -> rfs::Timespec {
+    rfs::Timespec {
+        tv_sec: t.secs,
+        tv_nsec: i64::from(t.nanos),
+    }
+}
+
+/// As moby `createTarFile`: access time never before the modification time.
+pub(crate) fn times_of(mtime: Time, atime: Option<Time>) -> Timestamps {
+    let a = match atime {
+        Some(a) if a >= mtime => a,
+        _ => mtime,
+    };
+    Timestamps {
+        last_access: timespec(a),
+        last_modification: timespec(mtime),
+    }
+}
+
+/// State of one apply run.
+#[derive(Debug)]
+pub(crate) struct Applier<'o> {
+    pub(crate) dirs: dirs::Dirs,
+    pub(crate) opts: &'o ApplyOptions,
+    /// Directories whose times are set at the end (after their children were written).
+    dir_times: Vec<(Vec<u8>, Timestamps)>,
+    /// Paths written by this tar (only tracked for [`WhiteoutFormat::Delete`]).
+    unpacked: HashSet<Vec<u8>>,
+    plnk_used: bool,
+}
+
+/// See [`crate::apply`].
+pub(crate) fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<ApplyStats> {
+    let root_uid = opts.id_maps.uid_to_host(0).unwrap_or(0);
+    let root_gid = opts.id_maps.gid_to_host(0).unwrap_or(0);
+    let mut a = Applier {
+        dirs: dirs::Dirs::open(target, (root_uid, root_gid))?,
+        opts,
+        dir_times: Vec::new(),
+        unpacked: HashSet::new(),
+        plnk_used: false,
+    };
+    let mut r = Reader::new(tar);
+    let mut stats = ApplyStats::default();
+    while let Some(e) = r.next_entry()? {
+        stats.entries += 1;
+        tracing::trace!(name = %lossy(&e.name), "apply entry");
+        a.entry(&mut r, e, &mut stats)?;
+    }
+    r.drain()?;
+    if a.plnk_used {
+        a.dirs.invalidate();
+        remove_all(a.dirs.root(), WHITEOUT_LINK_DIR, WHITEOUT_LINK_DIR)?;
+    }
+    for (rel, times) in &a.dir_times {
+        // A directory replaced or removed later in the archive is skipped.
+        let fd = match open_in_root(a.dirs.root(), rel, DIR_FLAGS) {
+            Ok(fd) => fd,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(c) if c == Errno::NOENT.raw_os_error()
+                        || c == Errno::LOOP.raw_os_error()
+                        || c == Errno::NOTDIR.raw_os_error()
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        rfs::futimens(&fd, times).map_err(|e| Error::fs("set times of", rel, e))?;
+    }
+    Ok(stats)
+}
+
+impl Applier<'_> {
+    fn entry<R: Read>(
+        &mut self,
+        r: &mut Reader<R>,
+        e: crate::tar::Entry,
+        stats: &mut ApplyStats,
+    ) -> Result<()> {
+        let rel = path::clean(&e.name)?;
+        if let Kind::Other(f) = e.kind() {
+            return Err(Error::UnsupportedType {
+                typeflag: char::from(f),
+                name: lossy(&e.name),
+            });
+        }
+        let first = path::components(&rel).next().unwrap_or(b"");
+        if first.starts_with(WHITEOUT_META_PREFIX) && rel != WHITEOUT_OPAQUE {
+            // AUFS metadata: skipped, except files of the hardlink directory, which are
+            // extracted so that hardlinks to them resolve, and removed at the end.
+            let is_plnk_file = first == WHITEOUT_LINK_DIR
+                && e.kind() == Kind::Regular
+                && rel.len() > WHITEOUT_LINK_DIR.len();
+            if !is_plnk_file {
+                return Ok(());
+            }
+            self.plnk_used = true;
+        }
+        if rel.is_empty() {
+            if e.kind() == Kind::Dir {
+                // As moby archive.Unpack: the root's own entry is skipped.
+                return Ok(());
+            }
+            return Err(Error::InvalidName {
+                name: lossy(&e.name),
+                reason: "a non-directory entry names the target directory itself",
+            });
+        }
+        let (parent, base) = split_last(&rel);
+        if let Some(wh) = base.strip_prefix(WHITEOUT_PREFIX) {
+            return self.whiteout(&e, &rel, parent, wh);
+        }
+        let uid = self
+            .opts
+            .id_maps
+            .uid_to_host(e.uid)
+            .ok_or_else(|| Error::Unmapped {
+                kind: "uid",
+                id: e.uid,
+                name: lossy(&e.name),
+            })?;
+        let gid = self
+            .opts
+            .id_maps
+            .gid_to_host(e.gid)
+            .ok_or_else(|| Error::Unmapped {
+                kind: "gid",
+                id: e.gid,
+                name: lossy(&e.name),
+            })?;
+        self.dirs.enter(parent)?;
+        // As moby: an existing path is removed first, unless a directory meets a directory
+        // (then they merge and only the metadata is applied).
+        match rfs::statat(self.dirs.cur(), base, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let is_dir = rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory;
+                if !(is_dir && e.kind() == Kind::Dir) {
+                    remove_all(self.dirs.cur(), base, &rel)?;
+                    self.dirs.invalidate();
+                    self.dirs.enter(parent)?;
+                }
+            }
+            Err(Errno::NOENT) => {}
+            Err(err) => return Err(Error::fs("lstat", &rel, err)),
+        }
+        let ids = (rfs::Uid::from_raw(uid), rfs::Gid::from_raw(gid));
+        match e.kind() {
+            Kind::Regular => {
+                stats.bytes += self.regular(r, &e, &rel, base, ids)?;
+            }
+            Kind::Dir => {
+                let times = self.directory(&e, &rel, base, ids)?;
+                self.dir_times.push((rel.clone(), times));
+            }
+            Kind::Symlink => self.symlink(&e, &rel, base, ids)?,
+            Kind::Hardlink => self.hardlink(&e, &rel, base, ids)?,
+            Kind::Char | Kind::Block | Kind::Fifo => self.node(&e, &rel, base, ids)?,
+            Kind::Other(_) => unreachable!("rejected above"),
+        }
+        if self.opts.whiteouts == WhiteoutFormat::Delete {
+            self.unpacked.insert(rel);
+        }
+        Ok(())
+    }
+
+    fn whiteout(
+        &mut self,
+        e: &crate::tar::Entry,
+        rel: &[u8],
+        parent: &[u8],
+        wh: &[u8],
+    ) -> Result<()> {
+        self.dirs.enter(parent)?;
+        if [WHITEOUT_PREFIX, wh].concat() == WHITEOUT_OPAQUE {
+            return self.opaque(parent);
+        }
+        if wh.is_empty() || wh == b"." || wh == b".." {
+            return Err(Error::InvalidName {
+                name: lossy(&e.name),
+                reason: "a whiteout that names no entry",
+            });
+        }
+        let mut target = parent.to_vec();
+        if !target.is_empty() {
+            target.push(b'/');
+        }
+        target.extend_from_slice(wh);
+        remove_all(self.dirs.cur(), wh, &target)?;
+        self.dirs.invalidate();
+        if self.opts.whiteouts == WhiteoutFormat::Delete {
+            return Ok(());
+        }
+        // As moby's overlay whiteout converter: a 0/0 character device owned as the entry says.
+        self.dirs.enter(parent)?;
+        let dir = self.dirs.cur();
+        rfs::mknodat(dir, wh, rfs::FileType::CharacterDevice, Mode::empty(), 0)
+            .map_err(|err| Error::fs("mknod whiteout", &target, err))?;
+        let uid = self
+            .opts
+            .id_maps
+            .uid_to_host(e.uid)
+            .ok_or_else(|| Error::Unmapped {
+                kind: "uid",
+                id: e.uid,
+                name: lossy(rel),
+            })?;
+        let gid = self
+            .opts
+            .id_maps
+            .gid_to_host(e.gid)
+            .ok_or_else(|| Error::Unmapped {
+                kind: "gid",
+                id: e.gid,
+                name: lossy(rel),
+            })?;
+        rfs::chownat(
+            dir,
+            wh,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+            rfs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|err| Error::fs("chown whiteout", &target, err))?;
+        // Differs from moby: the whiteout keeps the entry's mtime, so a re-export is stable.
+        rfs::utimensat(
+            dir,
+            wh,
+            &times_of(e.mtime, None),
+            rfs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|err| Error::fs("set times of whiteout", &target, err))?;
+        Ok(())
+    }
+
+    fn opaque(&mut self, parent: &[u8]) -> Result<()> {
+        match self.opts.whiteouts {
+            WhiteoutFormat::Overlay | WhiteoutFormat::OverlayUserXattr => {
+                let name = self.opts.whiteouts.opaque_xattr();
+                rfs::fsetxattr(self.dirs.cur(), name, b"y", rfs::XattrFlags::empty())
+                    .map_err(|e| Error::fs("set opaque xattr on", parent, e))
+            }
+            WhiteoutFormat::Delete => {
+                // As moby UnpackLayer, whose walk does not enter a directory given as a
+                // symlink: a marker beneath a symlink does nothing.
+                let (grand, last) = split_last(parent);
+                if !parent.is_empty() {
+                    self.dirs.enter(grand)?;
+                    let st = rfs::statat(self.dirs.cur(), last, rfs::AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| Error::fs("lstat", parent, e))?;
+                    if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink {
+                        return Ok(());
+                    }
+                    self.dirs.enter(parent)?;
+                }
+                // Empty the directory of everything this tar did not write.
+                let fd = rfs::openat(self.dirs.cur(), ".", DIR_FLAGS, Mode::empty())
+                    .map_err(|e| Error::fs("open", parent, e))?;
+                self.dirs.invalidate();
+                empty_unwritten(fd.as_fd(), parent, &self.unpacked)
+            }
+        }
+    }
+}
+
+fn empty_unwritten(
+    dir: std::os::fd::BorrowedFd<'_>,
+    rel: &[u8],
+    unpacked: &HashSet<Vec<u8>>,
+) -> Result<()> {
+    for name in list(dir, rel)? {
+        let mut child = rel.to_vec();
+        if !child.is_empty() {
+            child.push(b'/');
+        }
+        child.extend_from_slice(&name);
+        if !unpacked.contains(&child) {
+            remove_all(dir, &name, &child)?;
+        } else if let Ok(fd) = rfs::openat(dir, name.as_slice(), DIR_FLAGS, Mode::empty()) {
+            empty_unwritten(fd.as_fd(), &child, unpacked)?;
+        }
+    }
+    Ok(())
+}

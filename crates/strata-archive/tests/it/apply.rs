@@ -1,0 +1,568 @@
+//! Apply: every entry kind, metadata, extended headers, sparse files, whiteouts, replacement
+//! rules, end-of-archive handling, and a differential run against GNU tar.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::process::Command;
+
+use strata_archive::{apply, ApplyOptions, IdMapping, IdMaps, WhiteoutFormat};
+
+use crate::common::{assert_same_tree, h, is_whiteout, root_or_skip, snapshot, xattr, Tar};
+
+fn md(p: &Path) -> std::fs::Metadata {
+    std::fs::symlink_metadata(p).unwrap()
+}
+
+#[test]
+fn apply_every_entry_kind_creates_it_with_metadata() {
+    if !root_or_skip("apply_every_entry_kind_creates_it_with_metadata") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .entry(h("d/", b'5').mode(0o1777).owner(7, 8).mtime(1_000_000), b"")
+        .entry(
+            h("d/suid", b'0')
+                .mode(0o4755)
+                .owner(1000, 1001)
+                .mtime(1_234_567),
+            b"#!/bin/sh\n",
+        )
+        .entry(h("d/sgid", b'0').mode(0o2711), b"")
+        .entry(
+            h("d/link", b'2').link("suid").owner(3, 4).mtime(1_111_111),
+            b"",
+        )
+        .entry(
+            h("d/hard", b'1')
+                .link("d/suid")
+                .mode(0o4755)
+                .owner(1000, 1001)
+                .mtime(1_234_567),
+            b"",
+        )
+        .entry(h("d/null", b'3').dev(1, 3).mode(0o666), b"")
+        .entry(h("d/loop", b'4').dev(7, 0).mode(0o660).owner(0, 6), b"")
+        .entry(h("d/fifo", b'6').mode(0o600), b"")
+        .end();
+    let stats = apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(stats.entries, 8);
+    assert_eq!(stats.bytes, 10);
+    let r = t.path();
+    let d = md(&r.join("d"));
+    assert!(d.is_dir());
+    assert_eq!(
+        (d.mode() & 0o7777, d.uid(), d.gid(), d.mtime()),
+        (0o1777, 7, 8, 1_000_000)
+    );
+    let s = md(&r.join("d/suid"));
+    assert_eq!(
+        (s.mode() & 0o7777, s.uid(), s.gid(), s.mtime()),
+        (0o4755, 1000, 1001, 1_234_567)
+    );
+    assert_eq!(std::fs::read(r.join("d/suid")).unwrap(), b"#!/bin/sh\n");
+    assert_eq!(md(&r.join("d/sgid")).mode() & 0o7777, 0o2711);
+    let l = md(&r.join("d/link"));
+    assert!(l.file_type().is_symlink());
+    assert_eq!((l.uid(), l.gid(), l.mtime()), (3, 4, 1_111_111));
+    assert_eq!(
+        std::fs::read_link(r.join("d/link")).unwrap(),
+        Path::new("suid")
+    );
+    assert_eq!(md(&r.join("d/hard")).ino(), s.ino());
+    assert_eq!(md(&r.join("d/hard")).nlink(), 2);
+    let n = md(&r.join("d/null"));
+    assert!(n.file_type().is_char_device());
+    assert_eq!(
+        (
+            rustix::fs::major(n.rdev()),
+            rustix::fs::minor(n.rdev()),
+            n.mode() & 0o7777
+        ),
+        (1, 3, 0o666)
+    );
+    let b = md(&r.join("d/loop"));
+    assert!(b.file_type().is_block_device());
+    assert_eq!(
+        (rustix::fs::major(b.rdev()), b.gid(), b.mode() & 0o7777),
+        (7, 6, 0o660)
+    );
+    assert!(md(&r.join("d/fifo")).file_type().is_fifo());
+}
+
+#[test]
+fn apply_directory_mtime_is_set_after_children() {
+    if !root_or_skip("apply_directory_mtime_is_set_after_children") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .entry(h("a/", b'5').mtime(42), b"")
+        .entry(h("a/b/", b'5').mtime(43), b"")
+        .file("a/b/c", b"x")
+        .file("a/z", b"y")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(md(&t.path().join("a")).mtime(), 42);
+    assert_eq!(md(&t.path().join("a/b")).mtime(), 43);
+}
+
+#[test]
+fn apply_pax_and_gnu_long_names_are_used() {
+    if !root_or_skip("apply_pax_and_gnu_long_names_are_used") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let long_a = format!("{}/{}", "p".repeat(150), "f".repeat(200));
+    let long_b = format!("{}/{}", "g".repeat(120), "h".repeat(180));
+    let mut pre = h("file-in-prefix", b'0');
+    pre.prefix = "u".repeat(150).into_bytes();
+    let tar = Tar::new()
+        .pax(&[(b"path", long_a.as_bytes()), (b"mtime", b"1700000000.25")])
+        .file("ignored", b"pax")
+        .gnu_long(b'L', long_b.as_bytes())
+        .file("ignored-too", b"gnu")
+        .gnu_long(b'K', long_b.as_bytes())
+        .hardlink("hl", "ignored")
+        .entry(pre, b"prefix")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let a = t.path().join(&long_a);
+    assert_eq!(std::fs::read(&a).unwrap(), b"pax");
+    assert_eq!(
+        (md(&a).mtime(), md(&a).mtime_nsec()),
+        (1_700_000_000, 250_000_000)
+    );
+    assert_eq!(std::fs::read(t.path().join(&long_b)).unwrap(), b"gnu");
+    assert_eq!(
+        md(&t.path().join("hl")).ino(),
+        md(&t.path().join(&long_b)).ino()
+    );
+    let p = t.path().join("u".repeat(150)).join("file-in-prefix");
+    assert_eq!(std::fs::read(p).unwrap(), b"prefix");
+    assert!(!t.path().join("ignored").exists());
+}
+
+#[test]
+fn apply_pax_xattrs_including_capability_are_set() {
+    if !root_or_skip("apply_pax_xattrs_including_capability_are_set") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    // cap_net_bind_service+ep, VFS_CAP_REVISION_2.
+    let cap: &[u8] = &[0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let tar = Tar::new()
+        .pax(&[
+            (b"SCHILY.xattr.security.capability", cap),
+            (b"SCHILY.xattr.user.note", b"hello"),
+        ])
+        .entry(h("bin/ping", b'0').mode(0o755).owner(0, 0), b"ELF")
+        .pax(&[(b"SCHILY.xattr.trusted.something", b"t")])
+        .dir("dir")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let p = t.path().join("bin/ping");
+    assert_eq!(xattr(&p, "security.capability").unwrap(), cap);
+    assert_eq!(xattr(&p, "user.note").unwrap(), b"hello");
+    assert_eq!(
+        xattr(&t.path().join("dir"), "trusted.something").unwrap(),
+        b"t"
+    );
+    // Implied parent directory: 0755, root.
+    assert_eq!(md(&t.path().join("bin")).mode() & 0o7777, 0o755);
+}
+
+#[test]
+fn apply_owners_are_mapped_to_host_ids() {
+    if !root_or_skip("apply_owners_are_mapped_to_host_ids") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let maps = IdMaps {
+        uids: vec![IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            size: 65536,
+        }],
+        gids: vec![IdMapping {
+            container_id: 0,
+            host_id: 200_000,
+            size: 65536,
+        }],
+    };
+    let o = ApplyOptions {
+        id_maps: maps,
+        ..Default::default()
+    };
+    let tar = Tar::new()
+        .entry(h("a/f", b'0').owner(1000, 5), b"")
+        .file(".wh.gone", b"")
+        .end();
+    apply(&tar[..], t.path(), &o).unwrap();
+    let f = md(&t.path().join("a/f"));
+    assert_eq!((f.uid(), f.gid()), (101_000, 200_005));
+    let a = md(&t.path().join("a"));
+    assert_eq!(
+        (a.uid(), a.gid()),
+        (100_000, 200_000),
+        "implied dir owned by mapped root"
+    );
+    let w = md(&t.path().join("gone"));
+    assert_eq!((w.uid(), w.gid()), (100_000, 200_000));
+}
+
+fn gnu_tar_available() -> bool {
+    Command::new("tar")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn apply_gnu_sparse_files_in_every_format_match_source() {
+    if !root_or_skip("apply_gnu_sparse_files_in_every_format_match_source") || !gnu_tar_available()
+    {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("sparse");
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::create(&f).unwrap();
+        file.write_all_at(b"head", 0).unwrap();
+        file.write_all_at(&[9u8; 10000], 1 << 20).unwrap();
+        file.write_all_at(b"tail", 5 << 20).unwrap();
+        file.set_len((8 << 20) + 3).unwrap();
+    }
+    let want = std::fs::read(&f).unwrap();
+    for args in [
+        vec!["--format=gnu"],
+        vec!["--format=posix", "--sparse-version=0.0"],
+        vec!["--format=posix", "--sparse-version=0.1"],
+        vec!["--format=posix", "--sparse-version=1.0"],
+    ] {
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(src.path())
+            .arg("--sparse")
+            .args(&args)
+            .args(["-cf", "-", "sparse"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let dst = tempfile::tempdir().unwrap();
+        apply(&out.stdout[..], dst.path(), &ApplyOptions::default())
+            .unwrap_or_else(|e| panic!("{args:?}: {e:?}"));
+        let got = std::fs::read(dst.path().join("sparse")).unwrap();
+        assert_eq!(got.len(), want.len(), "{args:?}");
+        assert!(got == want, "{args:?}: content differs");
+        assert!(
+            md(&dst.path().join("sparse")).blocks() < 200,
+            "{args:?}: holes were filled"
+        );
+    }
+}
+
+#[test]
+fn apply_whiteouts_become_overlay_whiteouts() {
+    if !root_or_skip("apply_whiteouts_become_overlay_whiteouts") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("existing"), b"x").unwrap();
+    let tar = Tar::new()
+        .file("etc/.wh.passwd", b"")
+        .file(".wh.existing", b"")
+        .file("early/.wh..wh..opq", b"")
+        .entry(h("early/", b'5').mode(0o700), b"")
+        .file("early/kept", b"k")
+        .dir("late/")
+        .file("late/child", b"c")
+        .file("late/.wh..wh..opq", b"")
+        .file(".wh..wh.plnk/123", b"aufs-internal")
+        .file(".wh..wh.aufs", b"")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let r = t.path();
+    assert!(is_whiteout(&r.join("etc/passwd")));
+    assert!(is_whiteout(&r.join("existing")));
+    assert!(!r.join("etc/.wh.passwd").exists());
+    assert_eq!(
+        xattr(&r.join("early"), "trusted.overlay.opaque").unwrap(),
+        b"y"
+    );
+    assert_eq!(md(&r.join("early")).mode() & 0o7777, 0o700);
+    assert!(r.join("early/kept").exists());
+    assert_eq!(
+        xattr(&r.join("late"), "trusted.overlay.opaque").unwrap(),
+        b"y"
+    );
+    assert!(r.join("late/child").exists());
+    assert!(!r.join(".wh..wh.plnk").exists());
+    assert!(!r.join(".wh..wh.aufs").exists());
+}
+
+#[test]
+fn apply_userxattr_format_uses_user_opaque() {
+    if !root_or_skip("apply_userxattr_format_uses_user_opaque") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let o = ApplyOptions {
+        whiteouts: WhiteoutFormat::OverlayUserXattr,
+        ..Default::default()
+    };
+    apply(
+        &Tar::new().dir("d").file("d/.wh..wh..opq", b"").end()[..],
+        t.path(),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(
+        xattr(&t.path().join("d"), "user.overlay.opaque").unwrap(),
+        b"y"
+    );
+    assert!(xattr(&t.path().join("d"), "trusted.overlay.opaque").is_none());
+}
+
+#[test]
+fn apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed() {
+    if !root_or_skip("apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .file(".wh..wh.plnk/1234.5678", b"shared")
+        .hardlink("a/one", ".wh..wh.plnk/1234.5678")
+        .hardlink("b/two", "/.wh..wh.plnk/1234.5678")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(std::fs::read(t.path().join("a/one")).unwrap(), b"shared");
+    assert_eq!(
+        md(&t.path().join("a/one")).ino(),
+        md(&t.path().join("b/two")).ino()
+    );
+    assert!(!t.path().join(".wh..wh.plnk").exists());
+}
+
+#[test]
+fn apply_delete_format_removes_and_empties() {
+    if !root_or_skip("apply_delete_format_removes_and_empties") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    crate::common::write(t.path(), "gone/deep/file", b"x");
+    crate::common::write(t.path(), "op/old1", b"x");
+    crate::common::write(t.path(), "op/sub/old2", b"x");
+    crate::common::write(t.path(), "keep", b"x");
+    let o = ApplyOptions {
+        whiteouts: WhiteoutFormat::Delete,
+        ..Default::default()
+    };
+    let tar = Tar::new()
+        .file(".wh.gone", b"")
+        .dir("op")
+        .file("op/new", b"n")
+        .file("op/.wh..wh..opq", b"")
+        .end();
+    apply(&tar[..], t.path(), &o).unwrap();
+    assert!(!t.path().join("gone").exists());
+    assert!(t.path().join("keep").exists());
+    let mut names: Vec<_> = std::fs::read_dir(t.path().join("op"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["new"]);
+    assert!(xattr(&t.path().join("op"), "trusted.overlay.opaque").is_none());
+}
+
+#[test]
+fn apply_existing_paths_are_replaced_or_merged_as_docker() {
+    if !root_or_skip("apply_existing_paths_are_replaced_or_merged_as_docker") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    crate::common::write(r, "dir-to-file/child", b"x");
+    crate::common::write(r, "merge/old", b"x");
+    crate::common::write(r, "file-to-dir", b"x");
+    crate::common::write(r, "file-to-link", b"x");
+    let tar = Tar::new()
+        .file("dir-to-file", b"now a file")
+        .entry(h("merge/", b'5').mode(0o711), b"")
+        .file("merge/new", b"n")
+        .dir("file-to-dir")
+        .symlink("file-to-link", "target")
+        .end();
+    apply(&tar[..], r, &ApplyOptions::default()).unwrap();
+    assert_eq!(std::fs::read(r.join("dir-to-file")).unwrap(), b"now a file");
+    assert!(r.join("merge/old").exists() && r.join("merge/new").exists());
+    assert_eq!(md(&r.join("merge")).mode() & 0o7777, 0o711);
+    assert!(md(&r.join("file-to-dir")).is_dir());
+    assert!(md(&r.join("file-to-link")).file_type().is_symlink());
+}
+
+#[test]
+fn apply_tar_without_end_blocks_is_accepted() {
+    if !root_or_skip("apply_tar_without_end_blocks_is_accepted") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new().file("a", b"1").file("b", &[2u8; 700]).no_end();
+    let s = apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(s.entries, 2);
+    assert_eq!(std::fs::read(t.path().join("b")).unwrap().len(), 700);
+    // One zero block then the end of input is accepted too.
+    let t2 = tempfile::tempdir().unwrap();
+    let mut tar = Tar::new().file("a", b"1").no_end();
+    tar.extend_from_slice(&[0u8; 512]);
+    apply(&tar[..], t2.path(), &ApplyOptions::default()).unwrap();
+    // And trailing bytes after the end marker are drained, not interpreted.
+    let t3 = tempfile::tempdir().unwrap();
+    let mut tar = Tar::new().file("a", b"1").end();
+    tar.extend_from_slice(&[0u8; 10240]);
+    apply(&tar[..], t3.path(), &ApplyOptions::default()).unwrap();
+}
+
+#[test]
+fn apply_header_only_types_ignore_their_size_field() {
+    if !root_or_skip("apply_header_only_types_ignore_their_size_field") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mut sym = h("s", b'2').link("x");
+    sym.size = Some(100);
+    let mut tar = Tar::new();
+    tar.header(&sym, 0);
+    let tar = tar.file("after", b"ok").end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(std::fs::read(t.path().join("after")).unwrap(), b"ok");
+}
+
+/// A tree with one of everything GNU tar can round-trip.
+fn sample_tree(root: &Path) {
+    crate::common::write(root, "etc/hostname", b"box\n");
+    crate::common::write(root, "usr/share/doc/readme", &vec![b'r'; 70_000]);
+    crate::common::write(
+        root,
+        &format!("deep/{}/{}", "n".repeat(90), "m".repeat(90)),
+        b"long",
+    );
+    std::fs::write(root.join("usr/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("../etc/hostname", root.join("usr/hn")).unwrap();
+    std::fs::hard_link(root.join("etc/hostname"), root.join("etc/hostname.hard")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("etc/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("etc/null"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("usr/empty"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4711),
+    )
+    .unwrap();
+    rustix::fs::chown(
+        root.join("usr/share"),
+        Some(rustix::fs::Uid::from_raw(1234)),
+        Some(rustix::fs::Gid::from_raw(99)),
+    )
+    .unwrap();
+    rustix::fs::lsetxattr(
+        root.join("usr/share/doc/readme"),
+        "user.mime",
+        b"text/plain",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    for p in [
+        "etc/hostname",
+        "usr/share/doc/readme",
+        "usr/empty",
+        "etc",
+        "usr/share/doc",
+        "usr/share",
+        "usr",
+        "deep",
+    ] {
+        let t = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 1_500_000_000,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 1_500_000_000 + p.len() as i64,
+                tv_nsec: 0,
+            },
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            root.join(p),
+            &t,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn apply_gnu_tar_archive_matches_gnu_tar_extraction() {
+    if !root_or_skip("apply_gnu_tar_archive_matches_gnu_tar_extraction") || !gnu_tar_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    for format in ["--format=posix", "--format=gnu", "--format=ustar"] {
+        let mut args = vec!["-C", src.path().to_str().unwrap(), format, "-cf", "-"];
+        if format == "--format=posix" {
+            args.extend(["--xattrs", "--xattrs-include=user.*"]);
+        }
+        args.push(".");
+        let out = Command::new("tar").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ours = tempfile::tempdir().unwrap();
+        apply(&out.stdout[..], ours.path(), &ApplyOptions::default()).unwrap();
+        let theirs = tempfile::tempdir().unwrap();
+        let mut child = Command::new("tar")
+            .args([
+                "--xattrs",
+                "--xattrs-include=user.*",
+                "--same-owner",
+                "-p",
+                "-xf",
+                "-",
+                "-C",
+            ])
+            .arg(theirs.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &out.stdout).unwrap();
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+        let mut a = snapshot(ours.path(), true);
+        let mut b = snapshot(theirs.path(), true);
+        if format != "--format=posix" {
+            for n in a.values_mut().chain(b.values_mut()) {
+                n.xattrs.clear();
+            }
+        }
+        assert_same_tree(&a, &b, format);
+        assert_eq!(snapshot(src.path(), true).len(), a.len());
+    }
+}

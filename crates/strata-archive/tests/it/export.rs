@@ -1,0 +1,302 @@
+//! Export: Docker overlay2's format (whiteouts, opaque markers, hardlinks, xattrs, owners),
+//! determinism, and round trips through our apply and through GNU tar.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use strata_archive::{
+    apply, export, export_changes, ApplyOptions, Change, ChangeKind, ExportOptions, IdMapping,
+    IdMaps,
+};
+
+use crate::common::{assert_same_tree, is_whiteout, root_or_skip, snapshot, write, xattr};
+
+fn list(tar: &[u8]) -> Vec<String> {
+    let mut child = Command::new("tar")
+        .args(["--numeric-owner", "-tvf", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = tar.to_vec();
+    let th = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data));
+    let out = child.wait_with_output().unwrap();
+    th.join().unwrap().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            // "perm owner size date time name [-> target]": keep perm, owner, name and target.
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {} {}", f[0], f[1], f[5..].join(" "))
+        })
+        .collect()
+}
+
+fn upper_with_overlay_metadata(root: &Path) {
+    write(root, "a/file", b"hello");
+    std::fs::create_dir(root.join("opq")).unwrap();
+    std::fs::set_permissions(
+        root.join("opq"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    rustix::fs::lsetxattr(
+        root.join("opq"),
+        "trusted.overlay.opaque",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    write(root, "opq/new", b"n");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("a/deleted"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    std::fs::hard_link(root.join("a/file"), root.join("z-link")).unwrap();
+    rustix::fs::lsetxattr(
+        root.join("a/file"),
+        "user.k",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    rustix::fs::lsetxattr(
+        root.join("a/file"),
+        "trusted.overlay.origin",
+        b"xx",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    rustix::fs::lsetxattr(
+        root.join("a"),
+        "trusted.overlay.impure",
+        b"y",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn export_overlay_upper_writes_docker_format() {
+    if !root_or_skip("export_overlay_upper_writes_docker_format") {
+        return;
+    }
+    let up = tempfile::tempdir().unwrap();
+    upper_with_overlay_metadata(up.path());
+    let mut tar = Vec::new();
+    export(up.path(), &mut tar, &ExportOptions::default()).unwrap();
+    let got = list(&tar);
+    assert_eq!(
+        got,
+        [
+            "drwxr-xr-x 0/0 a/",
+            "-rw------- 0/0 a/.wh.deleted",
+            "-rw-r--r-- 0/0 a/file",
+            "drwxr-x--- 0/0 opq/",
+            "-rwxr-x--- 0/0 opq/.wh..wh..opq",
+            "-rw-r--r-- 0/0 opq/new",
+            "hrw-r--r-- 0/0 z-link link to a/file",
+        ],
+    );
+    let text = String::from_utf8_lossy(&tar);
+    assert!(text.contains("SCHILY.xattr.user.k=v"));
+    assert!(
+        !text.contains("trusted.overlay"),
+        "overlay xattrs must not be exported"
+    );
+    assert!(text.contains("root"), "uname filled from /etc/passwd");
+    // Applying it gives the same upper back.
+    let back = tempfile::tempdir().unwrap();
+    apply(&tar[..], back.path(), &ApplyOptions::default()).unwrap();
+    assert!(is_whiteout(&back.path().join("a/deleted")));
+    assert_eq!(
+        xattr(&back.path().join("opq"), "trusted.overlay.opaque").unwrap(),
+        b"y"
+    );
+    assert_eq!(
+        back.path().join("z-link").metadata().unwrap().ino(),
+        back.path().join("a/file").metadata().unwrap().ino()
+    );
+    let mut again = Vec::new();
+    export(back.path(), &mut again, &ExportOptions::default()).unwrap();
+    assert!(again == tar, "export → apply → export is byte-identical");
+}
+
+#[test]
+fn export_same_layer_twice_is_byte_identical() {
+    if !root_or_skip("export_same_layer_twice_is_byte_identical") {
+        return;
+    }
+    let up = tempfile::tempdir().unwrap();
+    upper_with_overlay_metadata(up.path());
+    for i in 0..50 {
+        write(
+            up.path(),
+            &format!("many/f{i:03}"),
+            format!("{i}").as_bytes(),
+        );
+    }
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    export(up.path(), &mut a, &ExportOptions::default()).unwrap();
+    // Reading the files must not change the next export (atime is never written).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    export(up.path(), &mut b, &ExportOptions::default()).unwrap();
+    assert!(a == b);
+}
+
+#[test]
+fn export_owners_are_mapped_back_to_container_ids() {
+    if !root_or_skip("export_owners_are_mapped_back_to_container_ids") {
+        return;
+    }
+    let up = tempfile::tempdir().unwrap();
+    write(up.path(), "f", b"x");
+    rustix::fs::chown(
+        up.path().join("f"),
+        Some(rustix::fs::Uid::from_raw(101_000)),
+        Some(rustix::fs::Gid::from_raw(100_005)),
+    )
+    .unwrap();
+    let maps = IdMaps {
+        uids: vec![IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            size: 65536,
+        }],
+        gids: vec![IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            size: 65536,
+        }],
+    };
+    let mut tar = Vec::new();
+    export(
+        up.path(),
+        &mut tar,
+        &ExportOptions {
+            id_maps: maps.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(list(&tar), ["-rw-r--r-- 1000/5 f"]);
+    // An owner outside the map is an error, not a silent root.
+    write(up.path(), "g", b"x");
+    let e = export(
+        up.path(),
+        &mut Vec::new(),
+        &ExportOptions {
+            id_maps: maps,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            strata_archive::Error::Unmapped {
+                kind: "uid",
+                id: 0,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn export_long_and_non_ascii_names_round_trip_through_gnu_tar() {
+    if !root_or_skip("export_long_and_non_ascii_names_round_trip_through_gnu_tar") {
+        return;
+    }
+    let up = tempfile::tempdir().unwrap();
+    let long = format!(
+        "{}/{}/{}",
+        "a".repeat(100),
+        "b".repeat(100),
+        "c".repeat(120)
+    );
+    write(up.path(), &long, b"long");
+    write(up.path(), "ünïcödé/файл", b"utf8");
+    std::os::unix::fs::symlink("t".repeat(150), up.path().join("longlink")).unwrap();
+    let mut tar = Vec::new();
+    export(up.path(), &mut tar, &ExportOptions::default()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new("tar")
+        .args([
+            "--xattrs",
+            "--xattrs-include=*",
+            "--same-owner",
+            "-p",
+            "-xf",
+            "-",
+            "-C",
+        ])
+        .arg(out.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    assert_same_tree(
+        &snapshot(up.path(), false),
+        &snapshot(out.path(), false),
+        "gnu tar extraction of our export",
+    );
+}
+
+#[test]
+fn export_changes_writes_entries_and_whiteouts() {
+    if !root_or_skip("export_changes_writes_entries_and_whiteouts") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    write(root.path(), "etc/new", b"new");
+    write(root.path(), "etc/changed", b"changed");
+    let changes = vec![
+        Change {
+            path: "/etc/new".into(),
+            kind: ChangeKind::Add,
+        },
+        Change {
+            path: "/etc".into(),
+            kind: ChangeKind::Modify,
+        },
+        Change {
+            path: "/etc/gone".into(),
+            kind: ChangeKind::Delete,
+        },
+        Change {
+            path: "/etc/changed".into(),
+            kind: ChangeKind::Modify,
+        },
+        Change {
+            path: "/vanished".into(),
+            kind: ChangeKind::Add,
+        },
+    ];
+    let mut tar = Vec::new();
+    export_changes(root.path(), &changes, &mut tar, &ExportOptions::default()).unwrap();
+    assert_eq!(
+        list(&tar),
+        [
+            "drwxr-xr-x 0/0 etc/",
+            "-rw-r--r-- 0/0 etc/changed",
+            "-rw------- 0/0 etc/.wh.gone",
+            "-rw-r--r-- 0/0 etc/new"
+        ]
+    );
+    let mut again = Vec::new();
+    export_changes(root.path(), &changes, &mut again, &ExportOptions::default()).unwrap();
+    assert!(again == tar);
+}
