@@ -20,7 +20,14 @@
 //! cannot be seeked (a pipe, a compressed archive) is first spooled to an unnamed temporary file
 //! in a directory the caller chooses (the store's home, so the spool is on the same disk).
 //!
-//! This crate never prints and never touches a layer it did not create in this load.
+//! Each layer being filled is marked in a journal directory the store names (for
+//! [`strata::Driver`]: `<home>/.strata/image-loads/<layer id>`), under an exclusive `flock`
+//! held until the layer is verified. A second load of the same layer waits for the first; a
+//! marker nobody holds was left by a loader that died, and its layer is removed and loaded
+//! again rather than reused half-filled.
+//!
+//! This crate never prints and never touches a layer other than those it loads (and the
+//! unfinished ones a dead load left).
 //!
 //! ```
 //! use strata_image::Digest;
@@ -38,6 +45,7 @@
 pub mod compression;
 mod digest;
 mod error;
+mod journal;
 mod load;
 mod manifest;
 mod source;

@@ -4,12 +4,14 @@
 //! load fails. Never holds a layer in memory; never prints (progress goes to a [`Progress`]).
 
 use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
 
 use strata::LayerId;
 
 use crate::compression::{Compression, Decoder};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
+use crate::journal::Journal;
 use crate::manifest::{ImagePlan, LayerPlan};
 use crate::source::Source;
 
@@ -37,6 +39,11 @@ pub trait LayerStore {
     /// # Errors
     /// As the store's remove.
     fn remove(&self, id: &LayerId) -> strata::Result<()>;
+    /// Where loads keep their markers of layers being filled (see the crate docs); `None`
+    /// turns crash detection and cross-process waiting off.
+    fn journal_dir(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl LayerStore for strata::Driver {
@@ -56,6 +63,14 @@ impl LayerStore for strata::Driver {
     }
     fn remove(&self, id: &LayerId) -> strata::Result<()> {
         strata::Driver::remove(self, id)
+    }
+    fn journal_dir(&self) -> Option<PathBuf> {
+        // Beside the store's own state, where Docker's driver never looks.
+        Some(
+            self.home()
+                .join(strata::layout::STATE_DIR)
+                .join("image-loads"),
+        )
     }
 }
 
@@ -115,6 +130,7 @@ pub(crate) fn load_plans(
     plans: &[ImagePlan],
     progress: &mut dyn Progress,
 ) -> Result<Vec<LoadedImage>> {
+    let journal = store.journal_dir().map(|d| Journal::open(&d)).transpose()?;
     let mut images = Vec::with_capacity(plans.len());
     for (image_no, plan) in plans.iter().enumerate() {
         let mut chain: Option<Digest> = None;
@@ -126,39 +142,52 @@ pub(crate) fn load_plans(
                 .hex()
                 .parse()
                 .expect("64 hex characters are a valid layer id");
-            let loaded = if store.exists(&id) {
+            let pos = LayerPos {
+                image: image_no,
+                index,
+                count: plan.layers.len(),
+            };
+            let mark = journal.as_ref().map(|j| j.mark(&id)).transpose()?;
+            if mark.as_ref().is_some_and(|m| m.stale) && store.exists(&id) {
+                // A loader died while filling this layer: its content cannot be trusted.
+                tracing::warn!(layer = %id, "redoing a layer a previous load left unfinished");
+                store.remove(&id).map_err(|source| Error::Store {
+                    op: "remove unfinished",
+                    layer: id.to_string(),
+                    source: Box::new(source),
+                })?;
+            }
+            let result = if store.exists(&id) {
                 progress.layer_start(image_no, index, plan.layers.len(), 0);
                 tracing::debug!(layer = %id, "reusing layer");
-                LoadedLayer {
-                    id: id.clone(),
-                    chain_id: chain_id.clone(),
-                    diff_id: layer.diff_id.clone(),
-                    reused: true,
-                    size: None,
-                    compression: None,
-                }
+                Ok((true, None))
             } else {
-                let (size, compression) = apply_layer(
-                    store,
-                    src,
-                    layer,
-                    LayerPos {
-                        image: image_no,
-                        index,
-                        count: plan.layers.len(),
-                    },
-                    &id,
-                    parent.as_ref(),
-                    progress,
-                )?;
-                LoadedLayer {
-                    id: id.clone(),
-                    chain_id: chain_id.clone(),
-                    diff_id: layer.diff_id.clone(),
-                    reused: false,
-                    size: Some(size),
-                    compression: Some(compression),
+                apply_layer(store, src, layer, pos, &id, parent.as_ref(), progress)
+                    .map(|applied| (false, Some(applied)))
+            };
+            let (reused, applied) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    // The failed layer was removed; its marker goes too, unless the removal
+                    // failed, when it stays for the next load to redo the layer.
+                    if let Some(m) = mark.filter(|_| !store.exists(&id)) {
+                        if let Err(me) = m.done() {
+                            tracing::warn!(layer = %id, error = %me, "removing load marker");
+                        }
+                    }
+                    return Err(e);
                 }
+            };
+            if let Some(m) = mark {
+                m.done()?;
+            }
+            let loaded = LoadedLayer {
+                id: id.clone(),
+                chain_id: chain_id.clone(),
+                diff_id: layer.diff_id.clone(),
+                reused,
+                size: applied.map(|a| a.0),
+                compression: applied.map(|a| a.1),
             };
             progress.layer_done(&loaded);
             layers.push(loaded);

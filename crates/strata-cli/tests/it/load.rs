@@ -131,3 +131,35 @@ fn load_gzip_archive_from_stdin_and_missing_file_exits_3() {
         .to_owned();
     assert!(e.contains("not an image archive"), "{e}");
 }
+
+#[test]
+fn load_same_archive_from_two_processes_both_succeed() {
+    if !root_or_skip("load_same_archive_from_two_processes_both_succeed") {
+        return;
+    }
+    let h = Home::new();
+    let (ls, ids) = layers();
+    let a = h.scratch("img.tar");
+    docker_save(&a, &ls, &ids);
+    let spawn = || {
+        h.cmd(&["load", a.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (p1, p2) = (spawn(), spawn());
+    let top = format!("{}\n", Digest::chain(Some(&ids[0]), &ids[1]).hex());
+    for p in [p1, p2] {
+        let out = p.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), top);
+    }
+    assert_eq!(h.run(&["ls"]).ok().lines().count(), 2);
+    h.run(&["check"]).ok();
+}

@@ -20,6 +20,7 @@ type Layers = BTreeMap<String, (Option<String>, Vec<String>)>;
 struct FakeStore {
     layers: RefCell<Layers>,
     applies: RefCell<usize>,
+    journal: Option<std::path::PathBuf>,
 }
 
 impl LayerStore for FakeStore {
@@ -60,6 +61,9 @@ impl LayerStore for FakeStore {
     fn remove(&self, id: &LayerId) -> strata::Result<()> {
         self.layers.borrow_mut().remove(id.as_str());
         Ok(())
+    }
+    fn journal_dir(&self) -> Option<std::path::PathBuf> {
+        self.journal.clone()
     }
 }
 
@@ -312,4 +316,47 @@ fn open_from_reader_gzip_docker_save_is_spooled() {
     let store = FakeStore::default();
     archive.load(&store, &mut NoProgress).unwrap();
     assert_eq!(store.layers.borrow().len(), 2);
+}
+
+#[test]
+fn load_layer_left_unfinished_by_dead_loader_is_redone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (layers, ids) = two_layers();
+    let path = dir.path().join("img.tar");
+    docker_save(&path, &layers, &ids);
+    let journal = dir.path().join("journal");
+    let store = FakeStore {
+        journal: Some(journal.clone()),
+        ..FakeStore::default()
+    };
+    let archive = Archive::open(&path, dir.path()).unwrap();
+    archive.load(&store, &mut NoProgress).unwrap();
+    assert_eq!(
+        std::fs::read_dir(&journal).unwrap().count(),
+        0,
+        "markers are removed"
+    );
+    // A loader died while filling the top layer: its marker is on disk, nobody holds it, and
+    // the layer it left is empty.
+    let top = Digest::chain(Some(&ids[0]), &ids[1]);
+    std::fs::write(journal.join(top.hex()), "").unwrap();
+    store
+        .layers
+        .borrow_mut()
+        .get_mut(top.hex())
+        .unwrap()
+        .1
+        .clear();
+    let again = archive.load(&store, &mut NoProgress).unwrap();
+    assert!(again[0].layers[0].reused);
+    assert!(
+        !again[0].layers[1].reused,
+        "the unfinished layer is loaded again"
+    );
+    assert_eq!(*store.applies.borrow(), 3);
+    assert_eq!(
+        store.layers.borrow()[top.hex()].1,
+        vec![".wh.gone", "added"]
+    );
+    assert_eq!(std::fs::read_dir(&journal).unwrap().count(), 0);
 }
