@@ -562,12 +562,12 @@ async fn diff<S: LayerStore>(
             tokio::spawn(async move {
                 match task.await {
                     Ok((id, Ok(()))) => {
-                        debug!(method = METHOD, id = %id, duration_ms = elapsed_ms(start), "request")
+                        debug!(method = %METHOD, id = %id, duration_ms = elapsed_ms(start), "request")
                     }
                     Ok((id, Err(e))) => {
-                        warn!(method = METHOD, id = %id, duration_ms = elapsed_ms(start), error = %chain(&e), "diff stream aborted")
+                        warn!(method = %METHOD, id = %id, duration_ms = elapsed_ms(start), error = %chain(&e), "diff stream aborted")
                     }
-                    Err(e) => warn!(method = METHOD, error = %e, "diff task died"),
+                    Err(e) => warn!(method = %METHOD, error = %e, "diff task died"),
                 }
             });
             Ok(Reply::Stream(ChannelBody::new(first, rx)))
