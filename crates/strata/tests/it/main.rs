@@ -1,6 +1,7 @@
 //! Root integration tests of the store with real overlay mounts.
 #![allow(clippy::unwrap_used)]
 
+mod archive;
 mod conformance;
 mod crash;
 mod layers;
