@@ -163,3 +163,31 @@ fn load_same_archive_from_two_processes_both_succeed() {
     assert_eq!(h.run(&["ls"]).ok().lines().count(), 2);
     h.run(&["check"]).ok();
 }
+
+#[test]
+fn load_oci_layout_directory_prints_top() {
+    if !root_or_skip("load_oci_layout_directory_prints_top") {
+        return;
+    }
+    let h = Home::new();
+    let (ls, ids) = layers();
+    let a = h.scratch("oci.tar");
+    oci_archive(&a, &[ls[0].clone(), gzip(&ls[1])], &ids);
+    let dir = h.scratch("layout");
+    std::fs::create_dir(&dir).unwrap();
+    tar::Archive::new(std::fs::File::open(&a).unwrap())
+        .unpack(&dir)
+        .unwrap();
+    let top = Digest::chain(Some(&ids[0]), &ids[1]);
+    assert_eq!(
+        h.run(&["load", dir.to_str().unwrap()]).ok(),
+        format!("{}\n", top.hex())
+    );
+    // A create prints nothing, with or without --json.
+    assert_eq!(
+        h.run(&["--json", "create", "--rw", "--parent", top.hex(), "c"])
+            .ok(),
+        ""
+    );
+    assert_eq!(h.run(&["changes", "c"]).ok(), "");
+}
