@@ -12,3 +12,4 @@ mod load;
 mod plugin;
 mod store;
 mod support;
+mod tty;
