@@ -360,3 +360,54 @@ fn load_layer_left_unfinished_by_dead_loader_is_redone() {
     );
     assert_eq!(std::fs::read_dir(&journal).unwrap().count(), 0);
 }
+
+#[test]
+fn open_manifest_naming_paths_outside_archive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "do not read").unwrap();
+    let (layers, ids) = two_layers();
+    let cfg = config(&ids);
+    let manifest =
+        serde_json::json!([{"Config": "c.json", "Layers": ["../secret", "/etc/passwd"]}]);
+    let path = dir.path().join("evil.tar");
+    write_archive(
+        &path,
+        &[
+            ("c.json".into(), cfg),
+            (
+                "manifest.json".into(),
+                serde_json::to_vec(&manifest).unwrap(),
+            ),
+            ("x".into(), layers[0].clone()),
+        ],
+    );
+    let store = FakeStore::default();
+    let err = Archive::open(&path, dir.path())
+        .unwrap()
+        .load(&store, &mut NoProgress)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"../secret\" is not in the archive"),
+        "{err}"
+    );
+    assert!(store.layers.borrow().is_empty());
+}
+
+#[test]
+fn open_oci_digest_with_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "digest": "sha256:../../../../etc/passwd", "size": 1}]});
+    let path = dir.path().join("evil.tar");
+    write_archive(
+        &path,
+        &[
+            ("oci-layout".into(), b"{}".to_vec()),
+            ("index.json".into(), serde_json::to_vec(&index).unwrap()),
+        ],
+    );
+    let err = Archive::open(&path, dir.path()).unwrap_err();
+    assert!(err.to_string().contains("bad digest"), "{err}");
+}
