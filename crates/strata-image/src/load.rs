@@ -260,7 +260,14 @@ fn stream_into(
         reported: 0,
         progress,
     };
-    let raw = BufReader::with_capacity(256 * 1024, HashingReader::new(counted));
+    // The stored blob is hashed only when the metadata names its digest (OCI, Docker 25+);
+    // a legacy docker-save layer is checked by its diff id alone.
+    let raw = if layer.digest.is_some() {
+        Raw::Hashed(HashingReader::new(counted))
+    } else {
+        Raw::Plain(counted)
+    };
+    let raw = BufReader::with_capacity(256 * 1024, raw);
     let decoder = Decoder::new(raw).map_err(read_err)?;
     let compression = decoder.kind();
     let mut tar = HashingReader::new(decoder);
@@ -273,7 +280,7 @@ fn stream_into(
         })?;
     // apply_diff may stop at the end-of-archive blocks: the diff id covers every byte.
     let (diff_id, _, decoder) = tar.finish().map_err(read_err)?;
-    let (blob_digest, _, mut counted) = decoder
+    let (blob_digest, mut counted) = decoder
         .into_inner()
         .into_inner()
         .finish()
@@ -289,12 +296,40 @@ fn stream_into(
     if diff_id != layer.diff_id {
         return Err(mismatch("diff id", &layer.diff_id, diff_id));
     }
-    if let Some(expected) = &layer.digest {
-        if &blob_digest != expected {
-            return Err(mismatch("blob digest", expected, blob_digest));
+    if let (Some(expected), Some(actual)) = (&layer.digest, blob_digest) {
+        if &actual != expected {
+            return Err(mismatch("blob digest", expected, actual));
         }
     }
     Ok((size, compression))
+}
+
+/// The stored blob, hashed or not.
+enum Raw<R> {
+    Hashed(HashingReader<R>),
+    Plain(R),
+}
+
+impl<R: Read> Raw<R> {
+    /// Reads the rest of the blob; returns its digest (when hashed) and the reader.
+    fn finish(self) -> io::Result<(Option<Digest>, R)> {
+        match self {
+            Raw::Hashed(h) => h.finish().map(|(d, _, r)| (Some(d), r)),
+            Raw::Plain(mut r) => {
+                io::copy(&mut r, &mut io::sink())?;
+                Ok((None, r))
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for Raw<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Raw::Hashed(h) => h.read(buf),
+            Raw::Plain(r) => r.read(buf),
+        }
+    }
 }
 
 /// Counts bytes read and reports them to the progress sink every 1 MiB.
