@@ -182,6 +182,24 @@ mod tests {
     }
 
     #[test]
+    fn open_unknown_option_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = InitRequest {
+            home: dir.path().join("home").display().to_string(),
+            opts: Some(vec!["overlay2.bogus=1".into()]),
+            uid_maps: None,
+            gid_maps: None,
+        };
+        let err = <Driver as LayerStore>::open(&init).unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        assert!(err.to_string().contains("overlay2.bogus"), "{err}");
+        assert!(
+            !dir.path().join("home").exists(),
+            "a refused Init created the home"
+        );
+    }
+
+    #[test]
     fn open_empty_home_is_refused() {
         let err = <Driver as LayerStore>::open(&InitRequest::default()).unwrap_err();
         assert!(err.is_invalid_input(), "{err}");

@@ -90,17 +90,6 @@ impl RouteError {
     fn is_routine(&self) -> bool {
         matches!(self, RouteError::Store(e) if e.is_not_found())
     }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            RouteError::UnknownMethod(_) => StatusCode::NOT_FOUND,
-            RouteError::NotPost(_) => StatusCode::METHOD_NOT_ALLOWED,
-            RouteError::ReadBody { .. } | RouteError::Decode { .. } => StatusCode::BAD_REQUEST,
-            RouteError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
-            RouteError::Store(e) if e.is_invalid_input() => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }
 
 /// The whole error chain on one line: `outer: cause: root cause`.
@@ -260,12 +249,10 @@ fn success(reply: Reply) -> Response<ReplyBody> {
 /// 200, which dockerd reads like any reply and whose `Err` it returns; `Diff` (whose 200 body is
 /// read as a tar) and anything that is not a protocol call answer with an error status.
 fn failure(method: &str, err: &RouteError, message: String) -> Response<ReplyBody> {
-    let status = match method {
-        "GraphDriver.Diff" => match err.status() {
-            StatusCode::OK => StatusCode::INTERNAL_SERVER_ERROR,
-            s => s,
-        },
-        _ if matches!(err, RouteError::UnknownMethod(_) | RouteError::NotPost(_)) => err.status(),
+    let status = match err {
+        RouteError::UnknownMethod(_) => StatusCode::NOT_FOUND,
+        RouteError::NotPost(_) => StatusCode::METHOD_NOT_ALLOWED,
+        _ if method == "GraphDriver.Diff" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::OK,
     };
     let body = serde_json::to_vec(&wire::ErrorResponse { err: message })
