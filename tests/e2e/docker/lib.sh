@@ -10,7 +10,7 @@ e2e_repo() { cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd; }
 
 # Installs dockerd 20.10, busybox-static and the tools the tests use, when missing.
 e2e_install_packages() {
-  local pkgs=(docker.io busybox-static tar coreutils util-linux procps) missing=() p
+  local pkgs=(docker.io busybox-static tar coreutils util-linux procps python3 bc) missing=() p
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [[ ${#missing[@]} -gt 0 ]]; then
     echo "installing ${missing[*]}" >&2
