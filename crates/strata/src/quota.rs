@@ -120,7 +120,7 @@ impl QuotaControl {
             Some(m) => (
                 m.fs_type.clone(),
                 m.source.clone(),
-                format!("{},{}", m.mount_options, m.super_options),
+                merge_options(&m.mount_options, &m.super_options),
             ),
             None => (
                 strata_sys::fs::fs_name(fs).to_owned(),
@@ -129,9 +129,8 @@ impl QuotaControl {
             ),
         };
         let found = format!(
-            "{} is on {fs_type} ({source}) mounted {}",
-            home.display(),
-            options.trim_matches(',')
+            "{} is on {fs_type} ({source}) mounted {options}",
+            home.display()
         );
         let backend = match fs {
             magic::XFS => Backend::Xfs,
@@ -363,6 +362,34 @@ impl QuotaControl {
         self.read_record(id)
     }
 
+    /// Every layer with a quota record and its project id, sorted by layer id: for `check` to
+    /// find records whose layer is gone (a creation killed midway leaves one).
+    ///
+    /// # Errors
+    /// The records directory cannot be read.
+    pub fn records(&self) -> Result<Vec<(String, u32)>, Error> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.records)
+            .map_err(Error::io("read quota records", &self.records))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io("read quota records", &self.records))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') || name.ends_with(".lock") {
+                continue;
+            }
+            if let Ok(p) = std::fs::read_to_string(entry.path())
+                .unwrap_or_default()
+                .trim()
+                .parse::<u32>()
+            {
+                out.push((name.to_owned(), p));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn target(&self) -> io::Result<Target> {
         Ok(match &self.device_path {
             Some(d) => Target::Device(d.clone()),
@@ -397,23 +424,7 @@ impl QuotaControl {
 
     /// Ids in the records: every layer's, including layers of crashed creations.
     fn recorded_ids(&self) -> Result<BTreeSet<u32>, Error> {
-        let mut ids = BTreeSet::new();
-        let entries = std::fs::read_dir(&self.records)
-            .map_err(Error::io("read quota records", &self.records))?;
-        for entry in entries {
-            let entry = entry.map_err(Error::io("read quota records", &self.records))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') || name.ends_with(".lock") {
-                continue;
-            }
-            if let Ok(s) = std::fs::read_to_string(entry.path()) {
-                if let Ok(p) = s.trim().parse::<u32>() {
-                    ids.insert(p);
-                }
-            }
-        }
-        Ok(ids)
+        Ok(self.records()?.into_iter().map(|(_, p)| p).collect())
     }
 
     /// The lowest id above the home's own that no record holds and the filesystem charges
@@ -522,6 +533,17 @@ impl QuotaControl {
     }
 }
 
+/// Per-mount and per-superblock options as one list, each option once, in order.
+fn merge_options(mount: &str, sb: &str) -> String {
+    let mut seen = BTreeSet::new();
+    let all: Vec<&str> = mount
+        .split(',')
+        .chain(sb.split(','))
+        .filter(|o| !o.is_empty() && seen.insert(*o))
+        .collect();
+    all.join(",")
+}
+
 fn libc_enosys() -> i32 {
     rustix::io::Errno::NOSYS.raw_os_error()
 }
@@ -533,6 +555,15 @@ fn libc_enoent() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_options_keeps_each_once_in_order() {
+        assert_eq!(
+            merge_options("rw,relatime", "rw,attr2,prjquota"),
+            "rw,relatime,attr2,prjquota"
+        );
+        assert_eq!(merge_options("", ""), "");
+    }
 
     #[test]
     fn probe_tmpfs_home_names_filesystem_and_remedy() {

@@ -395,6 +395,8 @@ fn ids_distinct_and_released(test: &str, kind: Kind) {
     // A restart: a fresh driver sees the records and never reuses a live id.
     let d = Driver::open(&home, Options::default()).unwrap();
     let q = QuotaControl::probe(&home).unwrap();
+    let recorded: BTreeSet<u32> = q.records().unwrap().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(recorded, ids, "records and directories disagree");
     let gone = id("l0-1");
     let gone_id = q.project_id(&gone).unwrap().unwrap();
     assert_eq!(gone_id, project_of(&home.join("l0-1")));
@@ -416,12 +418,7 @@ fn ids_distinct_and_released(test: &str, kind: Kind) {
     for l in d.list().unwrap() {
         d.remove(&l).unwrap();
     }
-    let left: Vec<_> = std::fs::read_dir(home.join(".strata/quota"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
-    assert!(left.is_empty(), "records left: {left:?}");
+    assert_eq!(q.records().unwrap(), vec![], "records left behind");
 }
 
 #[test]
