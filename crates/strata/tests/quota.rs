@@ -67,7 +67,7 @@ fn skip<T>(test: &str, why: &str) -> Option<T> {
     if strict() {
         panic!("{test}: {why} (STRATA_REQUIRE_QUOTA=1 forbids skipping)");
     }
-    eprintln!("skipping {test}: {why}");
+    eprintln!("skipping {test}: {why} (scripts/vm-test runs it on a kernel with quotas)");
     None
 }
 
