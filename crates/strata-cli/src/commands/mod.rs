@@ -76,23 +76,8 @@ pub fn parent_or_own(d: &Driver, id: &LayerId, given: Option<LayerId>) -> Result
     if given.is_some() {
         return Ok(given);
     }
-    // The store has no parent query yet; the nearest lower in the layer's metadata is
-    // `<home>/<parent>/diff`.
-    let meta = d
-        .metadata(id)
-        .with_context(|| format!("find the parent of layer {id}"))?;
-    let Some(first) = meta.get("LowerDir").and_then(|l| l.split(':').next()) else {
-        return Ok(None);
-    };
-    let lower = Path::new(first);
-    let parent = lower
-        .parent()
-        .filter(|_| lower.file_name() == Some("diff".as_ref()))
-        .and_then(|dir| dir.file_name())
-        .and_then(|name| name.to_str())
-        .and_then(|name| name.parse::<LayerId>().ok())
-        .with_context(|| format!("layer {id}: cannot tell its parent from LowerDir {first}"))?;
-    Ok(Some(parent))
+    d.parent(id)
+        .with_context(|| format!("find the parent of layer {id}"))
 }
 
 fn open_driver(home: &Path, storage_opts: &[String]) -> Result<Driver> {

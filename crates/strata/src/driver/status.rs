@@ -58,6 +58,26 @@ impl Driver {
             .unwrap_or(false)
     }
 
+    /// The direct parent of a layer (`None` for a base layer), read from its `lower` file and
+    /// the short link it names.
+    ///
+    /// # Errors
+    /// The layer does not exist, or its nearest lower does not resolve to a layer.
+    pub fn parent(&self, id: &LayerId) -> Result<Option<LayerId>> {
+        self.ensure_exists(id)?;
+        let chain = self.lowers(id)?;
+        let Some(first) = chain.0.first() else {
+            return Ok(None);
+        };
+        self.layer_of_link(first)
+            .and_then(|p| p.parse::<LayerId>().ok())
+            .map(Some)
+            .ok_or_else(|| Error::Corrupt {
+                id: id.to_string(),
+                what: format!("its nearest lower l/{first} does not lead to a layer"),
+            })
+    }
+
     /// All layers, sorted. Names that are not layer ids (`l`, `.strata`) are not listed.
     ///
     /// # Errors

@@ -371,3 +371,18 @@ fn strata_sys_fs_name(p: &std::path::Path) -> String {
         other => other.to_owned(),
     }
 }
+
+#[test]
+fn parent_reads_direct_parent() {
+    if !require_root("parent_reads_direct_parent") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    d.create(&id("b"), Some(&id("a")), NONE).unwrap();
+    d.create_read_write(&id("c"), Some(&id("b")), NONE).unwrap();
+    assert_eq!(d.parent(&id("a")).unwrap(), None);
+    assert_eq!(d.parent(&id("c")).unwrap(), Some(id("b")));
+    assert!(d.parent(&id("zz")).unwrap_err().is_not_found());
+}
