@@ -288,13 +288,16 @@ impl QuotaControl {
         result
     }
 
-    /// Releases the project id of a layer being removed (no-op when it had none).
+    /// Releases the project id of a layer being removed (no-op when it had none): clears the
+    /// id's limits and removes its record. A layer that moby's overlay2 gave a quota (no record,
+    /// see [`QuotaControl::usage`]) has its limits cleared too.
     ///
     /// # Errors
     /// The limits could not be cleared or the record could not be removed.
-    pub fn release(&self, id: &LayerId, _layer_dir: &Path) -> Result<(), Error> {
+    pub fn release(&self, id: &LayerId, layer_dir: &Path) -> Result<(), Error> {
         let _lock = lock(&self.records, "quota", LockKind::Exclusive)?;
-        let Some(projid) = self.read_record(id)? else {
+        let recorded = self.read_record(id)?;
+        let Some(projid) = recorded.or_else(|| self.moby_project(layer_dir)) else {
             return Ok(());
         };
         let target = self.target().map_err(|e| Error::Quota {
@@ -314,44 +317,65 @@ impl QuotaControl {
                 })
             }
         }
+        if recorded.is_none() {
+            return Ok(());
+        }
         let rec = self.record(id);
         std::fs::remove_file(&rec).map_err(Error::io("remove quota record", rec))
     }
 
     /// Limits and usage of a layer, `None` when it has no quota.
     ///
+    /// A layer without a record whose directory has a project id of its own above the home's
+    /// with the inherit flag was given its quota by moby's overlay2 (a home Docker wrote, which
+    /// strata reads as its own): that id is reported.
+    ///
     /// # Errors
     /// The record or the quota could not be read, or the directory carries another id than
     /// its record.
     pub fn usage(&self, id: &LayerId, layer_dir: &Path) -> Result<Option<QuotaUsage>, Error> {
-        let Some(projid) = self.read_record(id)? else {
-            return Ok(None);
-        };
         let fail = |what: String, e: io::Error| Error::Quota {
             id: id.to_string(),
             what,
             source: Some(e),
         };
-        let dir = File::open(layer_dir)
-            .map_err(|e| fail(format!("open layer directory {}", layer_dir.display()), e))?;
-        let on_dir = sys::get_fsxattr(&dir)
-            .map_err(|e| fail(format!("read project id of {}", layer_dir.display()), e))?
-            .projid;
-        if on_dir != projid {
-            return Err(Error::Quota {
-                id: id.to_string(),
-                what: format!(
-                    "{} has project id {on_dir} but its record says {projid}",
-                    layer_dir.display()
-                ),
-                source: None,
-            });
-        }
+        let projid = match self.read_record(id)? {
+            Some(projid) => {
+                let dir = File::open(layer_dir).map_err(|e| {
+                    fail(format!("open layer directory {}", layer_dir.display()), e)
+                })?;
+                let on_dir = sys::get_fsxattr(&dir)
+                    .map_err(|e| fail(format!("read project id of {}", layer_dir.display()), e))?
+                    .projid;
+                if on_dir != projid {
+                    return Err(Error::Quota {
+                        id: id.to_string(),
+                        what: format!(
+                            "{} has project id {on_dir} but its record says {projid}",
+                            layer_dir.display()
+                        ),
+                        source: None,
+                    });
+                }
+                projid
+            }
+            None => match self.moby_project(layer_dir) {
+                Some(p) => p,
+                None => return Ok(None),
+            },
+        };
         let target = self.target().map_err(|e| fail("open home".into(), e))?;
         let u = self
             .read_quota(&target, projid)
             .map_err(|e| fail(format!("read quota of project {projid}"), e))?;
         Ok(Some(u))
+    }
+
+    /// The project id moby's overlay2 set on a layer directory it gave a quota: the directory's
+    /// own id, above the home's, with the inherit flag (moby: quota.SetQuota on the layer dir).
+    fn moby_project(&self, layer_dir: &Path) -> Option<u32> {
+        let x = sys::get_fsxattr(File::open(layer_dir).ok()?).ok()?;
+        (x.projid > self.base_id && x.xflags & sys::FS_XFLAG_PROJINHERIT != 0).then_some(x.projid)
     }
 
     /// The project id recorded for a layer, if it has one.

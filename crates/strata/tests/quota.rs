@@ -434,6 +434,57 @@ fn create_rw_ids_on_ext4_are_distinct_and_released() {
     );
 }
 
+/// A home Docker's overlay2 wrote: a container layer whose directory moby gave the first project
+/// id above the home's, with limits, and no strata record. strata reports its quota, never
+/// hands out that id, and clears its limits on remove.
+#[test]
+fn metadata_moby_quota_layer_is_reported_skipped_and_released() {
+    let test = "metadata_moby_quota_layer_is_reported_skipped_and_released";
+    let Some(fs) = loop_fs(test, Kind::Xfs) else {
+        return;
+    };
+    let home = fs.home();
+    let d = Driver::open(&home, Options::default()).unwrap();
+    let docker = id("docker-made");
+    d.create_read_write(&docker, None, &StorageOpts::default())
+        .unwrap();
+    let dir = home.join("docker-made");
+    let moby_id = project_of(&home) + 1;
+    let home_fd = File::open(&home).unwrap();
+    let target = strata_sys::quota::QuotaTarget::Fd(std::os::fd::AsFd::as_fd(&home_fd));
+    strata_sys::quota::set_project(File::open(&dir).unwrap(), moby_id, true).unwrap();
+    let limits = strata_sys::quota::FsDiskQuota {
+        d_version: strata_sys::quota::FsDiskQuota::VERSION,
+        d_flags: strata_sys::quota::FsDiskQuota::PROJ_QUOTA,
+        d_fieldmask: strata_sys::quota::FsDiskQuota::BHARD | strata_sys::quota::FsDiskQuota::BSOFT,
+        d_id: moby_id,
+        d_blk_hardlimit: 5 * MIB / 512,
+        d_blk_softlimit: 5 * MIB / 512,
+        ..Default::default()
+    };
+    strata_sys::quota::xfs_set_limits(target, strata_sys::quota::PRJQUOTA, moby_id, &limits)
+        .unwrap();
+
+    let meta = d.metadata(&docker).unwrap();
+    assert_eq!(meta["QuotaProjectId"], moby_id.to_string());
+    assert_eq!(meta["QuotaSizeLimit"], (5 * MIB).to_string());
+
+    d.create_read_write(&id("ours"), None, &size_opts(MIB))
+        .unwrap();
+    let ours = project_of(&home.join("ours"));
+    assert_ne!(ours, moby_id, "strata reused the id of a Docker-made layer");
+
+    d.remove(&docker).unwrap();
+    let after = strata_sys::quota::xfs_get_quota(target, strata_sys::quota::PRJQUOTA, moby_id);
+    if let Ok(q) = after {
+        assert_eq!(
+            q.d_blk_hardlimit, 0,
+            "limits of the removed layer's id were kept"
+        );
+    }
+    d.remove(&id("ours")).unwrap();
+}
+
 #[test]
 fn open_default_size_on_quota_xfs_applies_to_every_rw_layer() {
     let test = "open_default_size_on_quota_xfs_applies_to_every_rw_layer";
