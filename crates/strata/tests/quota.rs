@@ -421,6 +421,54 @@ fn ids_distinct_and_released(test: &str, kind: Kind) {
     assert_eq!(q.records().unwrap(), vec![], "records left behind");
 }
 
+/// Set in a child process of `create_rw_ids_from_two_processes_are_distinct`: `HOME_DIR:PREFIX`.
+const CHILD_ENV: &str = "STRATA_QUOTA_TEST_CHILD";
+
+#[test]
+fn create_rw_ids_from_two_processes_are_distinct() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        // The child: open its own driver on the shared home and create sized layers.
+        let (home, prefix) = spec.split_once(':').unwrap();
+        let d = Driver::open(home, Options::default()).unwrap();
+        for i in 0..6 {
+            d.create_read_write(&id(&format!("{prefix}-{i}")), None, &size_opts(MIB))
+                .unwrap();
+        }
+        return;
+    }
+    let test = "create_rw_ids_from_two_processes_are_distinct";
+    let Some(fs) = loop_fs(test, Kind::Xfs) else {
+        return;
+    };
+    let home = fs.home();
+    drop(Driver::open(&home, Options::default()).unwrap());
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = ["p", "q"]
+        .iter()
+        .map(|prefix| {
+            Command::new(&exe)
+                .args([test, "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, format!("{}:{prefix}", home.display()))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a child process failed");
+    }
+    let mut ids = BTreeSet::new();
+    for prefix in ["p", "q"] {
+        for i in 0..6 {
+            let p = project_of(&home.join(format!("{prefix}-{i}")));
+            assert_ne!(p, 0);
+            assert!(ids.insert(p), "project id {p} handed out twice");
+        }
+    }
+    let q = QuotaControl::probe(&home).unwrap();
+    assert_eq!(q.records().unwrap().len(), 12);
+}
+
 #[test]
 fn create_rw_ids_on_xfs_are_distinct_and_released() {
     ids_distinct_and_released("create_rw_ids_on_xfs_are_distinct_and_released", Kind::Xfs);
