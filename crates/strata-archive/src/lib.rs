@@ -16,6 +16,18 @@
 //!
 //! It knows nothing of layer ids, the store or mounts, and never prints.
 //!
+//! Deliberate differences from moby's `pkg/archive` (each also noted where it is coded):
+//! - symlink targets are stored verbatim, even when they point outside the layer (moby rejects
+//!   lexically escaping relative targets); no lookup here ever follows one out of the root;
+//! - `trusted.overlay.*` / `user.overlay.*` xattrs found in a tar are dropped (they would change
+//!   how overlayfs merges the layer), and never exported;
+//! - a whiteout keeps its entry's mtime, and a naive export's whiteouts carry time 0 instead of
+//!   "now", so the same layer always exports the same bytes;
+//! - changes compare all (non-overlay) xattrs, not only `security.capability`, and the fast
+//!   upper-only walk returns exactly what the whole-tree comparison returns;
+//! - a hardlink entry changes the shared inode's owner only when it differs, so a file
+//!   capability set by the first entry is not cleared by `chown`.
+//!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use strata_archive::{apply, diff_size, export, ApplyOptions, ExportOptions};
@@ -65,6 +77,7 @@ pub use model::{
 /// [`Error::InvalidName`], [`Error::UnsupportedType`], [`Error::Unmapped`]), or a filesystem
 /// error ([`Error::Fs`]).
 pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<ApplyStats> {
+    let _span = tracing::debug_span!("apply", target = %target.display()).entered();
     apply::apply(tar, target, opts)
 }
 
@@ -75,6 +88,7 @@ pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<Apply
 /// # Errors
 /// A filesystem error, an owner without a mapping, or a write error.
 pub fn export(upper: &Path, out: impl Write, opts: &ExportOptions) -> Result<()> {
+    let _span = tracing::debug_span!("export", upper = %upper.display()).entered();
     export::export(upper, out, opts)
 }
 
@@ -88,6 +102,7 @@ pub fn export_changes(
     out: impl Write,
     opts: &ExportOptions,
 ) -> Result<()> {
+    let _span = tracing::debug_span!("export_changes", root = %root.display()).entered();
     export::export_changes(root, changes, out, opts)
 }
 
@@ -98,6 +113,7 @@ pub fn export_changes(
 /// # Errors
 /// A filesystem error.
 pub fn changes(upper: &Path, lowers: &[PathBuf], whiteouts: WhiteoutFormat) -> Result<Vec<Change>> {
+    let _span = tracing::debug_span!("changes", upper = %upper.display()).entered();
     changes::changes(upper, lowers, whiteouts)
 }
 
@@ -106,6 +122,7 @@ pub fn changes(upper: &Path, lowers: &[PathBuf], whiteouts: WhiteoutFormat) -> R
 /// # Errors
 /// A filesystem error.
 pub fn changes_naive(new: &Path, old: Option<&Path>) -> Result<Vec<Change>> {
+    let _span = tracing::debug_span!("changes_naive", new = %new.display()).entered();
     changes::changes_naive(new, old)
 }
 

@@ -34,12 +34,39 @@ pub(crate) fn open_in_root(root: BorrowedFd<'_>, rel: &[u8], flags: OFlags) -> R
     }
 }
 
+/// What a directory means for entries created in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirInfo {
+    /// The gid a new entry gets: the directory's own when it is setgid, else ours.
+    pub(crate) new_gid: u32,
+    /// No default ACL: a new entry's mode is the requested mode minus the umask.
+    pub(crate) plain: bool,
+}
+
+impl DirInfo {
+    fn of(fd: BorrowedFd<'_>, shown: &[u8]) -> Result<DirInfo> {
+        let st = rfs::fstat(fd).map_err(|e| Error::fs("stat directory", shown, e))?;
+        let new_gid = if st.st_mode & 0o2000 != 0 {
+            st.st_gid
+        } else {
+            rustix::process::getegid().as_raw()
+        };
+        let mut buf = [0u8; 0];
+        let plain = matches!(
+            rfs::fgetxattr(fd, "system.posix_acl_default", &mut buf),
+            Err(Errno::NODATA) | Err(Errno::NOTSUP)
+        );
+        Ok(DirInfo { new_gid, plain })
+    }
+}
+
 /// The root and a stack of open directories: `stack[i]` is the directory the tar path
 /// `stack[0].0/…/stack[i].0` resolves to.
 #[derive(Debug)]
 pub(crate) struct Dirs {
     root: OwnedFd,
-    stack: Vec<(Vec<u8>, OwnedFd)>,
+    root_info: DirInfo,
+    stack: Vec<(Vec<u8>, OwnedFd, DirInfo)>,
     /// Owner given to directories created because an entry needed them (mapped root).
     implied_owner: (Option<rfs::Uid>, Option<rfs::Gid>),
 }
@@ -58,8 +85,10 @@ impl Dirs {
                 e,
             )
         })?;
+        let root_info = DirInfo::of(root.as_fd(), b"")?;
         Ok(Dirs {
             root,
+            root_info,
             stack: Vec::new(),
             implied_owner: (
                 Some(rfs::Uid::from_raw(implied_owner.0)),
@@ -76,7 +105,12 @@ impl Dirs {
     pub(crate) fn cur(&self) -> BorrowedFd<'_> {
         self.stack
             .last()
-            .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd())
+            .map_or(self.root.as_fd(), |(_, fd, _)| fd.as_fd())
+    }
+
+    /// How entries created in the current directory start out.
+    pub(crate) fn cur_info(&self) -> DirInfo {
+        self.stack.last().map_or(self.root_info, |(_, _, i)| *i)
     }
 
     /// Forgets every cached directory (after anything was removed).
@@ -85,8 +119,10 @@ impl Dirs {
     }
 
     /// Records that `name` inside the current directory is the open directory `fd`.
-    pub(crate) fn push(&mut self, name: &[u8], fd: OwnedFd) {
-        self.stack.push((name.to_vec(), fd));
+    pub(crate) fn push(&mut self, name: &[u8], fd: OwnedFd, shown: &[u8]) -> Result<()> {
+        let info = DirInfo::of(fd.as_fd(), shown)?;
+        self.stack.push((name.to_vec(), fd, info));
+        Ok(())
     }
 
     /// Makes `parent` (cleaned, relative) the current directory, creating missing components
@@ -109,7 +145,7 @@ impl Dirs {
         };
         for c in std::iter::once(first).chain(comps) {
             let fd = self.open_child(parent, c)?;
-            self.stack.push((c.to_vec(), fd));
+            self.push(c, fd, parent)?;
         }
         Ok(())
     }
@@ -135,7 +171,7 @@ impl Dirs {
                 // A symlink (or a non-directory): resolve this prefix inside the root, as a
                 // chrooted extraction would. A non-directory fails here with ENOTDIR.
                 let mut prefix = Vec::new();
-                for (name, _) in &self.stack {
+                for (name, _, _) in &self.stack {
                     prefix.extend_from_slice(name);
                     prefix.push(b'/');
                 }

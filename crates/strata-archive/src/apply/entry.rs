@@ -65,22 +65,46 @@ fn set_xattrs_at(dir: BorrowedFd<'_>, base: &[u8], e: &Entry, rel: &[u8]) -> Res
 }
 
 impl Applier<'_> {
+    /// Owner, xattrs and mode of an entry this run just created in the current directory.
+    ///
+    /// Differs from GNU tar and moby, which always `chown` and `chmod`: a fresh inode already
+    /// has our uid, the directory's creation gid and the requested mode minus the umask (when
+    /// no default ACL applies), so those calls, each a journalled inode update, are skipped
+    /// when they would change nothing.
+    fn fresh_metadata(&self, fd: BorrowedFd<'_>, e: &Entry, rel: &[u8], ids: Ids) -> Result<()> {
+        let info = self.dirs.cur_info();
+        if (ids.0.as_raw(), ids.1.as_raw()) != (self.euid, info.new_gid) {
+            rfs::fchown(fd, Some(ids.0), Some(ids.1))
+                .map_err(|err| Error::fs("chown", rel, err))?;
+        }
+        set_xattrs_fd(fd, e, rel)?;
+        let mode = e.mode & 0o7777;
+        let as_created = self.umask.filter(|_| info.plain).map(|u| mode & 0o777 & !u);
+        if as_created != Some(mode) {
+            rfs::fchmod(fd, Mode::from_raw_mode(mode))
+                .map_err(|err| Error::fs("chmod", rel, err))?;
+        }
+        Ok(())
+    }
+
     /// Creates a regular file and streams its data; returns the bytes written.
     pub(super) fn regular<R: Read>(
         &mut self,
         r: &mut Reader<R>,
         e: &Entry,
         rel: &[u8],
+        parent: &[u8],
         base: &[u8],
         ids: Ids,
     ) -> Result<u64> {
-        let fd = rfs::openat(
-            self.dirs.cur(),
-            base,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(e.mode & 0o777),
-        )
-        .map_err(|err| Error::fs("create", rel, err))?;
+        let fd = self.create(parent, base, rel, "create", |dir| {
+            rfs::openat(
+                dir,
+                base,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(e.mode & 0o777),
+            )
+        })?;
         let mut file = std::fs::File::from(fd);
         let mut written = 0u64;
         if let Some(sp) = &e.sparse {
@@ -116,10 +140,7 @@ impl Applier<'_> {
             }
         }
         let fd = file.as_fd();
-        rfs::fchown(fd, Some(ids.0), Some(ids.1)).map_err(|err| Error::fs("chown", rel, err))?;
-        set_xattrs_fd(fd, e, rel)?;
-        rfs::fchmod(fd, Mode::from_raw_mode(e.mode & 0o7777))
-            .map_err(|err| Error::fs("chmod", rel, err))?;
+        self.fresh_metadata(fd, e, rel, ids)?;
         rfs::futimens(fd, &times_of(e.mtime, e.atime))
             .map_err(|err| Error::fs("set times of", rel, err))?;
         Ok(written)
@@ -130,31 +151,58 @@ impl Applier<'_> {
         &mut self,
         e: &Entry,
         rel: &[u8],
+        parent: &[u8],
         base: &[u8],
         ids: Ids,
     ) -> Result<Timestamps> {
-        let dir = self.dirs.cur();
-        match rfs::mkdirat(dir, base, Mode::from_raw_mode(e.mode & 0o777)) {
-            Ok(()) | Err(Errno::EXIST) => {}
+        let mode = Mode::from_raw_mode(e.mode & 0o777);
+        let mut fresh = true;
+        match rfs::mkdirat(self.dirs.cur(), base, mode) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                fresh = false;
+                let st = rfs::statat(self.dirs.cur(), base, rfs::AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|err| Error::fs("lstat", rel, err))?;
+                // A directory over a directory merges; over anything else it replaces it.
+                if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::Directory {
+                    self.create(parent, base, rel, "mkdir", |dir| {
+                        rfs::mkdirat(dir, base, mode)
+                    })?;
+                }
+            }
             Err(err) => return Err(Error::fs("mkdir", rel, err)),
         }
+        let dir = self.dirs.cur();
         let fd = rfs::openat(dir, base, DIR_FLAGS, Mode::empty())
             .map_err(|err| Error::fs("open directory", rel, err))?;
-        rfs::fchown(&fd, Some(ids.0), Some(ids.1)).map_err(|err| Error::fs("chown", rel, err))?;
-        set_xattrs_fd(fd.as_fd(), e, rel)?;
-        rfs::fchmod(&fd, Mode::from_raw_mode(e.mode & 0o7777))
-            .map_err(|err| Error::fs("chmod", rel, err))?;
+        if fresh {
+            self.fresh_metadata(fd.as_fd(), e, rel, ids)?;
+        } else {
+            rfs::fchown(&fd, Some(ids.0), Some(ids.1))
+                .map_err(|err| Error::fs("chown", rel, err))?;
+            set_xattrs_fd(fd.as_fd(), e, rel)?;
+            rfs::fchmod(&fd, Mode::from_raw_mode(e.mode & 0o7777))
+                .map_err(|err| Error::fs("chmod", rel, err))?;
+        }
         // The next entries are most likely inside this directory.
-        self.dirs.push(base, fd);
+        self.dirs.push(base, fd, rel)?;
         Ok(times_of(e.mtime, e.atime))
     }
 
-    pub(super) fn symlink(&mut self, e: &Entry, rel: &[u8], base: &[u8], ids: Ids) -> Result<()> {
+    pub(super) fn symlink(
+        &mut self,
+        e: &Entry,
+        rel: &[u8],
+        parent: &[u8],
+        base: &[u8],
+        ids: Ids,
+    ) -> Result<()> {
         // Differs from moby: a symlink's target is stored as is, even when it points outside
         // the layer; it is only text here, since no later lookup ever follows it out of the root.
+        self.create(parent, base, rel, "symlink", |dir| {
+            rfs::symlinkat(e.link.as_slice(), dir, base)
+        })?;
         let dir = self.dirs.cur();
-        rfs::symlinkat(e.link.as_slice(), dir, base)
-            .map_err(|err| Error::fs("symlink", rel, err))?;
         rfs::chownat(
             dir,
             base,
@@ -173,7 +221,14 @@ impl Applier<'_> {
         .map_err(|err| Error::fs("set times of", rel, err))
     }
 
-    pub(super) fn hardlink(&mut self, e: &Entry, rel: &[u8], base: &[u8], ids: Ids) -> Result<()> {
+    pub(super) fn hardlink(
+        &mut self,
+        e: &Entry,
+        rel: &[u8],
+        parent: &[u8],
+        base: &[u8],
+        ids: Ids,
+    ) -> Result<()> {
         // As moby: a target that climbs out of the layer is a breakout; a rooted one is taken
         // relative to the layer. It is resolved inside the root, never followed at its end.
         let target = path::clean(&e.link).map_err(|err| match err {
@@ -190,9 +245,10 @@ impl Applier<'_> {
         }
         let (tparent, tbase) = split_last(&target);
         let tdir = open_in_root(self.dirs.root(), tparent, OFlags::PATH | OFlags::DIRECTORY)?;
+        self.create(parent, base, rel, "hardlink", |dir| {
+            rfs::linkat(&tdir, tbase, dir, base, rfs::AtFlags::empty())
+        })?;
         let dir = self.dirs.cur();
-        rfs::linkat(&tdir, tbase, dir, base, rfs::AtFlags::empty())
-            .map_err(|err| Error::fs("hardlink", rel, err))?;
         let st = rfs::statat(dir, base, rfs::AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|err| Error::fs("lstat", rel, err))?;
         if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink {
@@ -231,7 +287,14 @@ impl Applier<'_> {
     }
 
     /// Character and block devices, fifos.
-    pub(super) fn node(&mut self, e: &Entry, rel: &[u8], base: &[u8], ids: Ids) -> Result<()> {
+    pub(super) fn node(
+        &mut self,
+        e: &Entry,
+        rel: &[u8],
+        parent: &[u8],
+        base: &[u8],
+        ids: Ids,
+    ) -> Result<()> {
         let (ft, dev) = match e.kind() {
             Kind::Char => (
                 rfs::FileType::CharacterDevice,
@@ -243,9 +306,10 @@ impl Applier<'_> {
             ),
             _ => (rfs::FileType::Fifo, 0),
         };
+        self.create(parent, base, rel, "mknod", |dir| {
+            rfs::mknodat(dir, base, ft, Mode::from_raw_mode(e.mode & 0o777), dev)
+        })?;
         let dir = self.dirs.cur();
-        rfs::mknodat(dir, base, ft, Mode::from_raw_mode(e.mode & 0o777), dev)
-            .map_err(|err| Error::fs("mknod", rel, err))?;
         rfs::chownat(
             dir,
             base,

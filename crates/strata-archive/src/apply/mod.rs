@@ -60,6 +60,17 @@ pub(crate) struct Applier<'o> {
     /// Paths written by this tar (only tracked for [`WhiteoutFormat::Delete`]).
     unpacked: HashSet<Vec<u8>>,
     plnk_used: bool,
+    /// Our effective uid: the owner a new entry starts with.
+    pub(crate) euid: u32,
+    /// The process umask, when known: lets a fresh entry skip a `chmod` it does not need.
+    pub(crate) umask: Option<u32>,
+}
+
+/// The umask, read without changing it (`umask(2)` would race with other threads).
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
 }
 
 /// See [`crate::apply`].
@@ -72,6 +83,8 @@ pub(crate) fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Resul
         dir_times: Vec::new(),
         unpacked: HashSet::new(),
         plnk_used: false,
+        euid: rustix::process::geteuid().as_raw(),
+        umask: read_umask(),
     };
     let mut r = Reader::new(tar);
     let mut stats = ApplyStats::default();
@@ -165,32 +178,20 @@ impl Applier<'_> {
                 name: lossy(&e.name),
             })?;
         self.dirs.enter(parent)?;
-        // As moby: an existing path is removed first, unless a directory meets a directory
-        // (then they merge and only the metadata is applied).
-        match rfs::statat(self.dirs.cur(), base, rfs::AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => {
-                let is_dir = rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory;
-                if !(is_dir && e.kind() == Kind::Dir) {
-                    remove_all(self.dirs.cur(), base, &rel)?;
-                    self.dirs.invalidate();
-                    self.dirs.enter(parent)?;
-                }
-            }
-            Err(Errno::NOENT) => {}
-            Err(err) => return Err(Error::fs("lstat", &rel, err)),
-        }
+        // As moby, an existing path is removed first unless a directory meets a directory;
+        // the creators try first and only look when the name is taken (see `create`).
         let ids = (rfs::Uid::from_raw(uid), rfs::Gid::from_raw(gid));
         match e.kind() {
             Kind::Regular => {
-                stats.bytes += self.regular(r, &e, &rel, base, ids)?;
+                stats.bytes += self.regular(r, &e, &rel, parent, base, ids)?;
             }
             Kind::Dir => {
-                let times = self.directory(&e, &rel, base, ids)?;
+                let times = self.directory(&e, &rel, parent, base, ids)?;
                 self.dir_times.push((rel.clone(), times));
             }
-            Kind::Symlink => self.symlink(&e, &rel, base, ids)?,
-            Kind::Hardlink => self.hardlink(&e, &rel, base, ids)?,
-            Kind::Char | Kind::Block | Kind::Fifo => self.node(&e, &rel, base, ids)?,
+            Kind::Symlink => self.symlink(&e, &rel, parent, base, ids)?,
+            Kind::Hardlink => self.hardlink(&e, &rel, parent, base, ids)?,
+            Kind::Char | Kind::Block | Kind::Fifo => self.node(&e, &rel, parent, base, ids)?,
             Kind::Other(_) => unreachable!("rejected above"),
         }
         if self.opts.whiteouts == WhiteoutFormat::Delete {
@@ -221,16 +222,17 @@ impl Applier<'_> {
             target.push(b'/');
         }
         target.extend_from_slice(wh);
-        remove_all(self.dirs.cur(), wh, &target)?;
-        self.dirs.invalidate();
         if self.opts.whiteouts == WhiteoutFormat::Delete {
+            remove_all(self.dirs.cur(), wh, &target)?;
+            self.dirs.invalidate();
             return Ok(());
         }
-        // As moby's overlay whiteout converter: a 0/0 character device owned as the entry says.
-        self.dirs.enter(parent)?;
+        // As moby's overlay whiteout converter: a 0/0 character device owned as the entry says
+        // (replacing whatever this layer had at that name).
+        self.create(parent, wh, &target, "mknod whiteout", |dir| {
+            rfs::mknodat(dir, wh, rfs::FileType::CharacterDevice, Mode::empty(), 0)
+        })?;
         let dir = self.dirs.cur();
-        rfs::mknodat(dir, wh, rfs::FileType::CharacterDevice, Mode::empty(), 0)
-            .map_err(|err| Error::fs("mknod whiteout", &target, err))?;
         let uid = self
             .opts
             .id_maps
@@ -266,6 +268,27 @@ impl Applier<'_> {
         )
         .map_err(|err| Error::fs("set times of whiteout", &target, err))?;
         Ok(())
+    }
+
+    /// Runs `make` in the current directory; when the name is taken, applies moby's rule
+    /// for a non-directory (remove whatever is there) and runs it once more.
+    pub(crate) fn create<T>(
+        &mut self,
+        parent: &[u8],
+        base: &[u8],
+        rel: &[u8],
+        op: &'static str,
+        mut make: impl FnMut(std::os::fd::BorrowedFd<'_>) -> rustix::io::Result<T>,
+    ) -> Result<T> {
+        match make(self.dirs.cur()) {
+            Err(Errno::EXIST) => {
+                remove_all(self.dirs.cur(), base, rel)?;
+                self.dirs.invalidate();
+                self.dirs.enter(parent)?;
+                make(self.dirs.cur()).map_err(|e| Error::fs(op, rel, e))
+            }
+            r => r.map_err(|e| Error::fs(op, rel, e)),
+        }
     }
 
     fn opaque(&mut self, parent: &[u8]) -> Result<()> {

@@ -566,3 +566,58 @@ fn apply_gnu_tar_archive_matches_gnu_tar_extraction() {
         assert_eq!(snapshot(src.path(), true).len(), a.len());
     }
 }
+
+fn acl_entry(tag: u16, perm: u16) -> Vec<u8> {
+    [
+        &tag.to_le_bytes()[..],
+        &perm.to_le_bytes()[..],
+        &u32::MAX.to_le_bytes()[..],
+    ]
+    .concat()
+}
+
+#[test]
+fn apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask() {
+    if !root_or_skip("apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    // A default ACL on the target (user::rwx group::--- other::---) overrides the umask for
+    // new entries: skipping chmod on the umask's word alone would leave 0600 files.
+    let acl = [
+        &2u32.to_le_bytes()[..],
+        &acl_entry(0x01, 7),
+        &acl_entry(0x04, 0),
+        &acl_entry(0x20, 0),
+    ]
+    .concat();
+    let acl_set = rustix::fs::lsetxattr(
+        t.path(),
+        "system.posix_acl_default",
+        &acl,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_ok();
+    let tar = Tar::new()
+        .entry(h("a", b'0').mode(0o644), b"a")
+        .entry(h("open", b'0').mode(0o666), b"o")
+        .entry(h("sg/", b'5').mode(0o2775).owner(0, 50), b"")
+        .entry(h("sg/root-group", b'0').mode(0o644).owner(0, 0), b"f")
+        .entry(h("sg/dir-group", b'0').mode(0o640).owner(0, 50), b"g")
+        .entry(h("sg/sub/", b'5').mode(0o755).owner(0, 0), b"")
+        .entry(h("sg/sub/x", b'0').mode(0o600).owner(1, 1), b"x")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let r = t.path();
+    let got = |p: &str| {
+        let m = md(&r.join(p));
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(got("a"), (0o644, 0, 0), "acl set: {acl_set}");
+    assert_eq!(got("open"), (0o666, 0, 0));
+    assert_eq!(got("sg"), (0o2775, 0, 50));
+    assert_eq!(got("sg/root-group"), (0o644, 0, 0));
+    assert_eq!(got("sg/dir-group"), (0o640, 0, 50));
+    assert_eq!(got("sg/sub"), (0o755, 0, 0));
+    assert_eq!(got("sg/sub/x"), (0o600, 1, 1));
+}

@@ -267,17 +267,17 @@ fn changes_random_two_layer_stacks_match_whole_tree_and_round_trip() {
     if !root_or_skip("changes_random_two_layer_stacks_match_whole_tree_and_round_trip") {
         return;
     }
-    for seed in 0..12 {
+    for seed in 0..24 {
         check(seed, 2);
     }
 }
 
 #[test]
-fn changes_random_four_layer_stacks_match_whole_tree_and_round_trip() {
-    if !root_or_skip("changes_random_four_layer_stacks_match_whole_tree_and_round_trip") {
+fn changes_random_deep_stacks_match_whole_tree_and_round_trip() {
+    if !root_or_skip("changes_random_deep_stacks_match_whole_tree_and_round_trip") {
         return;
     }
-    for seed in 100..112 {
-        check(seed, 4);
+    for seed in 100..124 {
+        check(seed, 3 + (seed as usize % 4));
     }
 }
