@@ -63,6 +63,7 @@ wait_exit() { # PID SECONDS
 
 # start_dockerd DRIVER: a private dockerd on $W (data-root $W/root unless DATA_ROOT is set).
 DOCKERD_PID=
+DOCKERD_EXTRA=()
 start_dockerd() {
   local driver=$1 data_root=${DATA_ROOT:-$W/root}
   mkdir -p "$W/exec"
@@ -70,6 +71,7 @@ start_dockerd() {
     -H "unix://$W/docker.sock" -s "$driver" --iptables=false --ip6tables=false --bridge=none
     --log-level info)
   [[ $driver == overlay2 ]] || args+=(--experimental)
+  args+=("${DOCKERD_EXTRA[@]}")
   "$DOCKERD" "${args[@]}" >>"$W/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
   if ! wait_for 90 D version; then
