@@ -258,6 +258,23 @@ fn exporter<W: Write>(out: W, opts: &ExportOptions, native: bool) -> Exporter<'_
 pub(crate) fn export(upper: &Path, out: impl Write, opts: &ExportOptions) -> Result<()> {
     let root = open_dir(upper)?;
     let mut ex = exporter(out, opts, true);
+    if opts.whiteouts != WhiteoutFormat::Delete
+        && xattr::is_opaque(root.as_fd(), opts.whiteouts.opaque_xattr(), b"")?
+    {
+        // Differs from moby, whose walk skips the root and so loses a root-level opaque
+        // marker that an applied tar put there: it is written first, as the tar had it.
+        let st = rfs::fstat(&root).map_err(|e| Error::fs("stat", b"", e))?;
+        let uid = opts.id_maps.uid_to_container(st.st_uid).unwrap_or(0);
+        let gid = opts.id_maps.gid_to_container(st.st_gid).unwrap_or(0);
+        ex.w.header(&Header {
+            name: WHITEOUT_OPAQUE,
+            kind: Some(Kind::Regular),
+            mode: st.st_mode & 0o777,
+            uid: u64::from(uid),
+            gid: u64::from(gid),
+            ..Header::default()
+        })?;
+    }
     ex.walk(root.as_fd(), b"")?;
     ex.w.finish()?;
     Ok(())

@@ -23,6 +23,14 @@ pub(crate) fn is_overlay_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
 }
 
+/// As moby's `userns.RunningInUserNS`: the uid map is not the whole identity range.
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+        let f: Vec<&str> = m.split_whitespace().collect();
+        f != ["0", "0", "4294967295"]
+    })
+}
+
 /// As moby `createTarFile`: ENOTSUP and EPERM are ignored (not every filesystem takes them).
 fn xattr_result(r: rustix::io::Result<()>, rel: &[u8]) -> Result<()> {
     match r {
@@ -306,9 +314,18 @@ impl Applier<'_> {
             ),
             _ => (rfs::FileType::Fifo, 0),
         };
-        self.create(parent, base, rel, "mknod", |dir| {
+        let made = self.create(parent, base, rel, "mknod", |dir| {
             rfs::mknodat(dir, base, ft, Mode::from_raw_mode(e.mode & 0o777), dev)
-        })?;
+        });
+        if let Err(err) = made {
+            // As moby createTarFile: a user namespace cannot create devices; they are skipped.
+            let eperm = err.raw_os_error() == Some(Errno::PERM.raw_os_error());
+            if eperm && ft != rfs::FileType::Fifo && in_user_namespace() {
+                tracing::debug!(name = %lossy(rel), "device skipped in a user namespace");
+                return Ok(());
+            }
+            return Err(err);
+        }
         let dir = self.dirs.cur();
         rfs::chownat(
             dir,

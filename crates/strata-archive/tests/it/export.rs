@@ -300,3 +300,27 @@ fn export_changes_writes_entries_and_whiteouts() {
     export_changes(root.path(), &changes, &mut again, &ExportOptions::default()).unwrap();
     assert!(again == tar);
 }
+
+#[test]
+fn export_opaque_root_keeps_its_marker() {
+    if !root_or_skip("export_opaque_root_keeps_its_marker") {
+        return;
+    }
+    let a = tempfile::tempdir().unwrap();
+    let tar = crate::common::Tar::new()
+        .file(".wh..wh..opq", b"")
+        .file("f", b"x")
+        .end();
+    apply(&tar[..], a.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(xattr(a.path(), "trusted.overlay.opaque").unwrap(), b"y");
+    let mut out = Vec::new();
+    export(a.path(), &mut out, &ExportOptions::default()).unwrap();
+    let names: Vec<String> = list(&out)
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(names, [".wh..wh..opq", "f"]);
+    let b = tempfile::tempdir().unwrap();
+    apply(&out[..], b.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(xattr(b.path(), "trusted.overlay.opaque").unwrap(), b"y");
+}
