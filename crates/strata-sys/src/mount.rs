@@ -134,13 +134,19 @@ pub fn mount_overlay_fd_api(cfg: &OverlayConfig, target: &Path) -> Result<(), Mo
     .map_err(|e| MountError::new(format!("move_mount to {}", target.display()), e))
 }
 
-/// True when this kernel's overlayfs accepts `lowerdir+` through `fsconfig` (Linux 6.8+).
-/// `probe_dir` must be an existing directory; nothing is mounted.
-pub fn overlay_supports_lowerdir_plus(probe_dir: &Path) -> bool {
+/// True when this kernel's overlayfs takes lowers through `lowerdir+` (Linux 6.8+).
+///
+/// `fsconfig` alone proves nothing: Linux 6.1 accepts the `lowerdir+` key and only refuses it at
+/// `FSCONFIG_CMD_CREATE` (EINVAL, with the reason in dmesg only). So the probe configures two
+/// lowers, `lower_a` and `lower_b` (existing, distinct, empty directories), and creates the
+/// superblock, which is dropped with the fd; nothing is mounted.
+pub fn overlay_supports_lowerdir_plus(lower_a: &Path, lower_b: &Path) -> bool {
     let Ok(fs) = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) else {
         return false;
     };
-    fsconfig_set_string(fs.as_fd(), "lowerdir+", probe_dir).is_ok()
+    fsconfig_set_string(fs.as_fd(), "lowerdir+", lower_a).is_ok()
+        && fsconfig_set_string(fs.as_fd(), "lowerdir+", lower_b).is_ok()
+        && fsconfig_create(fs.as_fd()).is_ok()
 }
 
 /// Legacy `mount(2)` of an overlay with option text `data` on `target`.

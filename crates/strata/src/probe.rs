@@ -121,7 +121,7 @@ impl Probes {
         // probe file there rather than beside it.
         std::fs::create_dir_all(home).map_err(Error::io("create home", home))?;
         let d_type = sysfs::supports_d_type(home).map_err(Error::io("probe d_type in", home))?;
-        let new_mount_api = strata_sys::mount::overlay_supports_lowerdir_plus(&testdir);
+        let new_mount_api = probe_lowerdir_plus(home)?;
         let userxattr = in_user_namespace();
         if userxattr && kernel_version < (5, 11, 0) {
             return Err(Error::NotSupported {
@@ -143,6 +143,18 @@ impl Probes {
             page_size: rustix::param::page_size(),
         })
     }
+}
+
+/// Whether overlay takes `lowerdir+` (6.8+), tried on two scratch directories in the home.
+fn probe_lowerdir_plus(home: &Path) -> Result<bool> {
+    let scratch = home.join(format!(".strata-mount-probe-{}", std::process::id()));
+    let (a, b) = (scratch.join("a"), scratch.join("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).map_err(Error::io("create probe directory", d))?;
+    }
+    let supported = strata_sys::mount::overlay_supports_lowerdir_plus(&a, &b);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(supported)
 }
 
 /// Checks that this kernel's overlay gives the upper layer a faithful tar diff: copying up a

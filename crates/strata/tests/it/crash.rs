@@ -59,7 +59,18 @@ fn create_remove_killed_midway_leaves_whole_layers_only() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(150 + round * 97));
+        // Start the clock once the victim is at work (slow machines and emulated guests take
+        // long to start it), then kill it at a different point each round.
+        let started = std::time::Instant::now();
+        let before = h.driver.list().unwrap().len();
+        while h.driver.list().unwrap().len() <= before {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the victim never created a layer"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20 + round * 37));
         child.kill().unwrap();
         child.wait().unwrap();
 
