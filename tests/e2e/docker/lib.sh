@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the dockerd end-to-end tests and scripts/bench-docker: packages, a private
 # dockerd per run, the strata plugin, offline images, mount-leak checks. Sourced, not run.
 # Callers set W (a fresh work directory) before calling start_* functions.
