@@ -613,3 +613,29 @@ fn unsupported_tmpfs_size_error_names_filesystem() {
     assert!(why.contains("tmpfs"), "{why}");
     assert!(why.contains("pquota") && why.contains("prjquota"), "{why}");
 }
+
+/// A create killed after its quota was set leaves a record without a layer: `check` reports it
+/// and `check --repair` releases it.
+#[test]
+fn check_repair_releases_orphan_quota_record() {
+    let test = "check_repair_releases_orphan_quota_record";
+    let Some(fs) = loop_fs(test, Kind::Xfs) else {
+        return;
+    };
+    let home = fs.home();
+    let d = Driver::open(&home, Options::default()).unwrap();
+    d.create_read_write(&id("gone"), None, &size_opts(10 * MIB))
+        .unwrap();
+    let q = QuotaControl::probe(&home).unwrap();
+    assert!(q.project_id(&id("gone")).unwrap().is_some());
+    // The layer vanishes without `remove` (as if its create had been killed before the rename).
+    let link = std::fs::read_to_string(home.join("gone/link")).unwrap();
+    std::fs::remove_dir_all(home.join("gone")).unwrap();
+    std::fs::remove_file(home.join("l").join(link)).unwrap();
+    let report = d.check(false).unwrap();
+    let kinds: Vec<&str> = report.problems.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, ["orphan-quota-record"]);
+    assert!(d.check(true).unwrap().all_repaired());
+    assert!(d.check(false).unwrap().is_clean());
+    assert!(q.project_id(&id("gone")).unwrap().is_none());
+}

@@ -18,8 +18,8 @@ use crate::mount::exec;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// Machine-readable kind: `dangling-link`, `missing-link`, `missing-link-file`,
-    /// `not-a-link`, `missing-parent`, `leftover-staging`, `stale-mount-count`,
-    /// `unreferenced-mount`.
+    /// `not-a-link`, `missing-parent`, `leftover-staging`, `orphan-quota-record`,
+    /// `stale-mount-count`, `unreferenced-mount`.
     pub kind: String,
     /// The path concerned.
     pub path: PathBuf,
@@ -207,6 +207,25 @@ impl Driver {
                 "left by an interrupted operation".into(),
                 repaired,
             );
+        }
+
+        // Quota records whose layer is gone (a create killed after the quota was set).
+        if let Some(quota) = &self.quota {
+            for (name, projid) in quota.records()? {
+                let Ok(id) = name.parse::<LayerId>() else {
+                    continue;
+                };
+                if layers.contains(&id) {
+                    continue;
+                }
+                let repaired = repair && quota.release(&id, &layout.layer(&id)).is_ok();
+                add(
+                    "orphan-quota-record",
+                    layout.state().join("quota").join(&name),
+                    format!("project id {projid} is recorded for {name}, which is not a layer"),
+                    repaired,
+                );
+            }
         }
 
         // Mounts and counts.
