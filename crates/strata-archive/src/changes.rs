@@ -7,7 +7,9 @@
 //! a directory with any change beneath it is Modify; the root is never listed.
 //! Differs from moby, which compares only `security.capability` among the xattrs: an
 //! xattr-only change would otherwise be missing from a naive diff. Overlay's own attributes
-//! (`trusted.overlay.*`, `user.overlay.*`) never count.
+//! (`trusted.overlay.*`, `user.overlay.*`) never count. Also unlike moby, a symlink whose
+//! target changed is modified even when its stat is equal. As in moby, a regular file whose
+//! content changed while mode, size and mtime stayed equal is not seen.
 //!
 //! [`changes_naive`] computes exactly that by walking both trees. [`changes`] computes the same
 //! result by walking only the upper directory of a layer and looking its paths up in the lower
@@ -81,7 +83,18 @@ fn modified(
     name: &[u8],
     shown: &[u8],
 ) -> Result<bool> {
-    Ok(stat_different(old, new) || xattrs(odir, name, shown)? != xattrs(ndir, name, shown)?)
+    if stat_different(old, new) || xattrs(odir, name, shown)? != xattrs(ndir, name, shown)? {
+        return Ok(true);
+    }
+    if file_type(new) == FileType::Symlink {
+        // Differs from moby: a symlink re-pointed with an equal stat (a rename keeps the
+        // mtime, equal-length targets keep the size) is still a change.
+        let target = |dir| {
+            rfs::readlinkat(dir, name, Vec::new()).map_err(|e| Error::fs("readlink", shown, e))
+        };
+        return Ok(target(odir)? != target(ndir)?);
+    }
+    Ok(false)
 }
 
 /// See [`crate::changes_naive`].

@@ -39,6 +39,8 @@ pub(crate) fn open_in_root(root: BorrowedFd<'_>, rel: &[u8], flags: OFlags) -> R
 pub(crate) struct DirInfo {
     /// The gid a new entry gets: the directory's own when it is setgid, else ours.
     pub(crate) new_gid: u32,
+    /// The directory is setgid: a new subdirectory inherits `S_ISGID`.
+    pub(crate) setgid: bool,
     /// No default ACL: a new entry's mode is the requested mode minus the umask.
     pub(crate) plain: bool,
 }
@@ -46,7 +48,8 @@ pub(crate) struct DirInfo {
 impl DirInfo {
     fn of(fd: BorrowedFd<'_>, shown: &[u8]) -> Result<DirInfo> {
         let st = rfs::fstat(fd).map_err(|e| Error::fs("stat directory", shown, e))?;
-        let new_gid = if st.st_mode & 0o2000 != 0 {
+        let setgid = st.st_mode & 0o2000 != 0;
+        let new_gid = if setgid {
             st.st_gid
         } else {
             rustix::process::getegid().as_raw()
@@ -56,7 +59,11 @@ impl DirInfo {
             rfs::fgetxattr(fd, "system.posix_acl_default", &mut buf),
             Err(Errno::NODATA) | Err(Errno::NOTSUP)
         );
-        Ok(DirInfo { new_gid, plain })
+        Ok(DirInfo {
+            new_gid,
+            setgid,
+            plain,
+        })
     }
 }
 

@@ -79,16 +79,29 @@ impl Applier<'_> {
     /// has our uid, the directory's creation gid and the requested mode minus the umask (when
     /// no default ACL applies), so those calls, each a journalled inode update, are skipped
     /// when they would change nothing.
-    fn fresh_metadata(&self, fd: BorrowedFd<'_>, e: &Entry, rel: &[u8], ids: Ids) -> Result<()> {
+    fn fresh_metadata(
+        &self,
+        fd: BorrowedFd<'_>,
+        e: &Entry,
+        rel: &[u8],
+        ids: Ids,
+        is_dir: bool,
+    ) -> Result<()> {
         let info = self.dirs.cur_info();
-        if (ids.0.as_raw(), ids.1.as_raw()) != (self.euid, info.new_gid) {
+        let chown = (ids.0.as_raw(), ids.1.as_raw()) != (self.euid, info.new_gid);
+        if chown {
             rfs::fchown(fd, Some(ids.0), Some(ids.1))
                 .map_err(|err| Error::fs("chown", rel, err))?;
         }
         set_xattrs_fd(fd, e, rel)?;
         let mode = e.mode & 0o7777;
-        let as_created = self.umask.filter(|_| info.plain).map(|u| mode & 0o777 & !u);
-        if as_created != Some(mode) {
+        // A new directory inherits S_ISGID from a setgid parent.
+        let inherited = if is_dir && info.setgid { 0o2000 } else { 0 };
+        let as_created = self
+            .umask
+            .filter(|_| info.plain)
+            .map(|u| (mode & 0o777 & !u) | inherited);
+        if as_created != Some(mode) || (chown && mode & 0o7000 != 0) {
             rfs::fchmod(fd, Mode::from_raw_mode(mode))
                 .map_err(|err| Error::fs("chmod", rel, err))?;
         }
@@ -148,7 +161,7 @@ impl Applier<'_> {
             }
         }
         let fd = file.as_fd();
-        self.fresh_metadata(fd, e, rel, ids)?;
+        self.fresh_metadata(fd, e, rel, ids, false)?;
         rfs::futimens(fd, &times_of(e.mtime, e.atime))
             .map_err(|err| Error::fs("set times of", rel, err))?;
         Ok(written)
@@ -184,7 +197,7 @@ impl Applier<'_> {
         let fd = rfs::openat(dir, base, DIR_FLAGS, Mode::empty())
             .map_err(|err| Error::fs("open directory", rel, err))?;
         if fresh {
-            self.fresh_metadata(fd.as_fd(), e, rel, ids)?;
+            self.fresh_metadata(fd.as_fd(), e, rel, ids, true)?;
         } else {
             rfs::fchown(&fd, Some(ids.0), Some(ids.1))
                 .map_err(|err| Error::fs("chown", rel, err))?;

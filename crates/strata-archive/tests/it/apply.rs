@@ -606,6 +606,8 @@ fn apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask() {
         .entry(h("sg/dir-group", b'0').mode(0o640).owner(0, 50), b"g")
         .entry(h("sg/sub/", b'5').mode(0o755).owner(0, 0), b"")
         .entry(h("sg/sub/x", b'0').mode(0o600).owner(1, 1), b"x")
+        .entry(h("sg/plain/", b'5').mode(0o755).owner(0, 50), b"")
+        .entry(h("sg/keeps/", b'5').mode(0o2755).owner(0, 50), b"")
         .end();
     apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
     let r = t.path();
@@ -620,4 +622,7 @@ fn apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask() {
     assert_eq!(got("sg/dir-group"), (0o640, 0, 50));
     assert_eq!(got("sg/sub"), (0o755, 0, 0));
     assert_eq!(got("sg/sub/x"), (0o600, 1, 1));
+    // In a setgid directory a new directory inherits S_ISGID; the tar says it must not have it.
+    assert_eq!(got("sg/plain"), (0o755, 0, 50));
+    assert_eq!(got("sg/keeps"), (0o2755, 0, 50));
 }

@@ -670,3 +670,89 @@ case!(apply_bad_sparse_map_is_corrupt, |home| {
 fn libc_enoent() -> i32 {
     rustix::io::Errno::NOENT.raw_os_error()
 }
+
+/// A small archive full of traps, to be mutated.
+fn trap_archive(home: &str) -> Vec<u8> {
+    Tar::new()
+        .pax(&[(b"path", b"pax/long/name"), (b"SCHILY.xattr.user.a", b"1")])
+        .file("ignored", b"pax data")
+        .entry(h("g", b'g'), b"")
+        .symlink("up", "..")
+        .symlink("abs", home)
+        .symlink("root", "/")
+        .file("up/canary", b"pwned")
+        .file("abs/canary", b"pwned")
+        .file("root/canary", b"inside")
+        .hardlink("hl", "root/canary")
+        .gnu_long(b'L', b"gnu/long/name")
+        .file("x", b"gnu data")
+        .file(".wh.canary", b"")
+        .file("root/.wh..wh..opq", b"")
+        .dir("d")
+        .entry(h("d/fifo", b'6'), b"")
+        .end()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 96, ..Default::default() })]
+
+    /// Whatever bytes are flipped, apply never panics and never touches anything beside the
+    /// target; an error is fine.
+    #[test]
+    fn apply_mutated_trap_archive_never_escapes(
+        flips in proptest::collection::vec((0usize..20_000, proptest::num::u8::ANY), 1..12),
+        format in 0usize..3,
+    ) {
+        if !rustix::process::geteuid().is_root() {
+            return Ok(());
+        }
+        let home = Home::new();
+        let mut tar = trap_archive(&home.home_str());
+        // Header blocks get valid checksums again, so the mutations reach the entry logic.
+        let headers: Vec<usize> = (0..tar.len() / 512)
+            .filter(|b| &tar[b * 512 + 257..b * 512 + 262] == b"ustar")
+            .collect();
+        for (at, b) in &flips {
+            let i = at % tar.len();
+            tar[i] = *b;
+        }
+        for b in headers {
+            let blk = &mut tar[b * 512..b * 512 + 512];
+            blk[148..156].copy_from_slice(b"        ");
+            let sum: u64 = blk.iter().map(|&x| u64::from(x)).sum();
+            blk[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        }
+        let whiteouts = [WhiteoutFormat::Overlay, WhiteoutFormat::OverlayUserXattr, WhiteoutFormat::Delete][format];
+        let _ = home.apply_with(&tar, &ApplyOptions { whiteouts, ..Default::default() });
+        home.check_canary();
+    }
+}
+
+#[test]
+fn apply_unmutated_trap_archive_is_contained() {
+    if !root_or_skip("apply_unmutated_trap_archive_is_contained") {
+        return;
+    }
+    let home = Home::new();
+    let tar = trap_archive(&home.home_str());
+    // `abs/canary`: inside the root the host path does not exist.
+    let e = home.apply(&tar).unwrap_err();
+    assert_eq!(errno(&e), libc_enoent(), "{e:?}");
+    home.check_canary();
+    // Without that entry everything lands inside.
+    let home = Home::new();
+    let tar = Tar::new()
+        .symlink("up", "..")
+        .symlink("root", "/")
+        .file("up/canary", b"first")
+        .file("root/canary", b"inside")
+        .hardlink("hl", "root/canary")
+        .end();
+    home.apply(&tar).unwrap();
+    assert_eq!(
+        std::fs::read(home.target().join("canary")).unwrap(),
+        b"inside"
+    );
+    assert_eq!(std::fs::read(home.target().join("hl")).unwrap(), b"inside");
+    home.check_canary();
+}
