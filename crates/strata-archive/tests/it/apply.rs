@@ -231,6 +231,11 @@ fn apply_gnu_sparse_files_in_every_format_match_source() {
         let file = std::fs::File::create(&f).unwrap();
         file.write_all_at(b"head", 0).unwrap();
         file.write_all_at(&[9u8; 10000], 1 << 20).unwrap();
+        // More than 4 fragments: old GNU sparse needs extension headers.
+        for i in 0..30u64 {
+            file.write_all_at(&[i as u8 + 1; 100], (2 << 20) + i * 65536)
+                .unwrap();
+        }
         file.write_all_at(b"tail", 5 << 20).unwrap();
         file.set_len((8 << 20) + 3).unwrap();
     }
@@ -256,9 +261,10 @@ fn apply_gnu_sparse_files_in_every_format_match_source() {
         let got = std::fs::read(dst.path().join("sparse")).unwrap();
         assert_eq!(got.len(), want.len(), "{args:?}");
         assert!(got == want, "{args:?}: content differs");
+        let (src_blocks, got_blocks) = (md(&f).blocks(), md(&dst.path().join("sparse")).blocks());
         assert!(
-            md(&dst.path().join("sparse")).blocks() < 200,
-            "{args:?}: holes were filled"
+            got_blocks <= src_blocks + 64,
+            "{args:?}: holes were filled ({got_blocks} blocks, source {src_blocks})"
         );
     }
 }
@@ -625,4 +631,36 @@ fn apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask() {
     // In a setgid directory a new directory inherits S_ISGID; the tar says it must not have it.
     assert_eq!(got("sg/plain"), (0o755, 0, 50));
     assert_eq!(got("sg/keeps"), (0o2755, 0, 50));
+}
+
+#[test]
+fn apply_symlink_xattrs_are_set_and_exported() {
+    if !root_or_skip("apply_symlink_xattrs_are_set_and_exported") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .pax(&[(b"SCHILY.xattr.trusted.label", b"sym")])
+        .symlink("s", "target")
+        .pax(&[(b"SCHILY.xattr.trusted.label", b"fifo")])
+        .entry(h("p", b'6'), b"")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(xattr(&t.path().join("s"), "trusted.label").unwrap(), b"sym");
+    assert_eq!(
+        xattr(&t.path().join("p"), "trusted.label").unwrap(),
+        b"fifo"
+    );
+    let mut out = Vec::new();
+    strata_archive::export(t.path(), &mut out, &Default::default()).unwrap();
+    let back = tempfile::tempdir().unwrap();
+    apply(&out[..], back.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(
+        xattr(&back.path().join("s"), "trusted.label").unwrap(),
+        b"sym"
+    );
+    assert_eq!(
+        xattr(&back.path().join("p"), "trusted.label").unwrap(),
+        b"fifo"
+    );
 }
