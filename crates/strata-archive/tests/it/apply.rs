@@ -211,11 +211,16 @@ fn apply_owners_are_mapped_to_host_ids() {
     assert_eq!((w.uid(), w.gid()), (100_000, 200_000));
 }
 
+/// GNU tar is the differential baseline; under STRATA_REQUIRE_ROOT=1 its absence fails.
 fn gnu_tar_available() -> bool {
-    Command::new("tar")
+    let ok = Command::new("tar")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"tar (GNU tar)"));
+    if !ok && std::env::var("STRATA_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("GNU tar is required for the differential tests");
+    }
+    ok
 }
 
 #[test]
