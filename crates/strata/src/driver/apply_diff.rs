@@ -4,12 +4,14 @@
 //! this kernel) it is applied on the mounted layer, as moby's naive driver does.
 
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 
 use strata_archive::{ApplyOptions, WhiteoutFormat};
 
 use crate::error::{Error, Result};
 use crate::id::LayerId;
 use crate::lock::LockKind;
+use crate::mount::refs;
 use crate::staging::Staging;
 
 use super::Driver;
@@ -57,8 +59,17 @@ impl Driver {
             .map_err(Error::io("read directory", &diff))?
             .next()
             .is_none();
-        if !empty {
-            // Applying on top of existing content cannot be staged without copying it.
+        let merged = self.layout.merged(id);
+        let mounted =
+            refs::is_mounted(&merged).map_err(Error::io("read mount table for", &merged))?;
+        let has_quota = match &self.quota {
+            Some(q) => q.project_id(id)?.is_some(),
+            None => false,
+        };
+        // Staging needs an empty diff (existing content would have to be copied), no live mount
+        // (its upper is the diff inode itself) and no quota (the staging directory does not
+        // carry the layer's project id).
+        if !empty || mounted || has_quota {
             strata_archive::apply(tar, &diff, &opts).map_err(archive_err("apply to"))?;
         } else {
             let stage = Staging::new(&self.layout.staging(), &format!("apply-{id}"))?;
@@ -66,6 +77,8 @@ impl Driver {
             let meta = std::fs::metadata(&diff).map_err(Error::io("stat", &diff))?;
             std::fs::set_permissions(stage.path(), meta.permissions())
                 .map_err(Error::io("chmod", stage.path()))?;
+            std::os::unix::fs::chown(stage.path(), Some(meta.uid()), Some(meta.gid()))
+                .map_err(Error::io("chown", stage.path()))?;
             strata_archive::apply(tar, stage.path(), &opts).map_err(archive_err("apply to"))?;
             rustix::fs::renameat_with(
                 rustix::fs::CWD,

@@ -322,3 +322,30 @@ fn changes_against_non_parent_falls_back_to_naive() {
         "naive comparison released its mounts"
     );
 }
+
+#[test]
+fn apply_diff_on_mounted_layer_lands_in_the_live_upper() {
+    if !require_root("apply_diff_on_mounted_layer_lands_in_the_live_upper") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    let base = base_with(d, "base", &["a"]);
+    let src = id("src");
+    d.create_read_write(&src, Some(&base), NONE).unwrap();
+    let root = d.get(&src, "").unwrap();
+    write(&root, "from-tar", "t");
+    d.put(&src).unwrap();
+    let mut tar = Vec::new();
+    d.diff(&src, Some(&base), &mut tar).unwrap();
+    let live = id("live");
+    d.create_read_write(&live, Some(&base), NONE).unwrap();
+    let root = d.get(&live, "").unwrap();
+    d.apply_diff(&live, Some(&base), tar.as_slice()).unwrap();
+    // The mounted view sees the applied file and writes still reach the layer's diff.
+    assert_eq!(std::fs::read_to_string(root.join("from-tar")).unwrap(), "t");
+    write(&root, "after", "x");
+    d.put(&live).unwrap();
+    assert!(h.home().join("live/diff/after").exists());
+    assert!(h.home().join("live/diff/from-tar").exists());
+}
