@@ -22,6 +22,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::body::{ChannelBody, ChannelReader, ChannelWriter, DEPTH};
+
+/// Request-body frames in flight for ApplyDiff. dockerd sends the tar in chunks of about 32 KiB;
+/// a deeper queue (about 1 MiB) lets dockerd's hashing and the store's writes overlap on two
+/// cores instead of taking turns, while memory stays bounded.
+const APPLY_DEPTH: usize = 32;
 use crate::state::InitRecord;
 use crate::store::LayerStore;
 use crate::wire::{self, LayerRequest};
@@ -580,7 +585,7 @@ async fn apply_diff<S: LayerStore>(
 ) -> Result<Reply, RouteError> {
     const METHOD: &str = "GraphDriver.ApplyDiff";
     let ids = layer_id(&query.id).and_then(|id| Ok((id, parent_id(&query.parent)?)));
-    let (tx, rx) = mpsc::channel(DEPTH);
+    let (tx, rx) = mpsc::channel(APPLY_DEPTH);
     let forward = async move {
         let mut tx = Some(tx);
         while let Some(frame) = body.frame().await {
