@@ -159,24 +159,18 @@ impl Applier<'_> {
         if let Some(wh) = base.strip_prefix(WHITEOUT_PREFIX) {
             return self.whiteout(&e, &rel, parent, wh);
         }
-        let uid = self
-            .opts
-            .id_maps
+        let unmapped = |kind, id| Error::Unmapped {
+            kind,
+            id,
+            name: lossy(&e.name),
+        };
+        let maps = &self.opts.id_maps;
+        let uid = maps
             .uid_to_host(e.uid)
-            .ok_or_else(|| Error::Unmapped {
-                kind: "uid",
-                id: e.uid,
-                name: lossy(&e.name),
-            })?;
-        let gid = self
-            .opts
-            .id_maps
+            .ok_or_else(|| unmapped("uid", e.uid))?;
+        let gid = maps
             .gid_to_host(e.gid)
-            .ok_or_else(|| Error::Unmapped {
-                kind: "gid",
-                id: e.gid,
-                name: lossy(&e.name),
-            })?;
+            .ok_or_else(|| unmapped("gid", e.gid))?;
         self.dirs.enter(parent)?;
         // As moby, an existing path is removed first unless a directory meets a directory;
         // the creators try first and only look when the name is taken (see `create`).
