@@ -54,6 +54,43 @@ fn set_xattrs_fd(fd: BorrowedFd<'_>, e: &Entry, rel: &[u8]) -> Result<()> {
 
 /// Xattrs of an object we cannot open (symlink, device, fifo): through the dirfd's
 /// `/proc/self/fd` link plus one component, which `lsetxattr` does not follow.
+/// Owner, xattrs, mode (`chmod`; never for a symlink) and times of the entry named `base` in
+/// `dir`, never following a symlink. `have` is the inode's current owner and mode when known:
+/// a chown or chmod that would change nothing is then skipped (a chown clears capabilities).
+fn metadata_at(
+    dir: BorrowedFd<'_>,
+    base: &[u8],
+    e: &Entry,
+    rel: &[u8],
+    ids: Ids,
+    have: Option<(u32, u32, u32)>,
+    chmod: bool,
+) -> Result<()> {
+    let mode = e.mode & 0o7777;
+    if have.is_none_or(|(uid, gid, _)| (uid, gid) != (ids.0.as_raw(), ids.1.as_raw())) {
+        rfs::chownat(
+            dir,
+            base,
+            Some(ids.0),
+            Some(ids.1),
+            rfs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|err| Error::fs("chown", rel, err))?;
+    }
+    set_xattrs_at(dir, base, e, rel)?;
+    if chmod && have.is_none_or(|(_, _, m)| m != mode) {
+        rfs::chmodat(dir, base, Mode::from_raw_mode(mode), rfs::AtFlags::empty())
+            .map_err(|err| Error::fs("chmod", rel, err))?;
+    }
+    rfs::utimensat(
+        dir,
+        base,
+        &times_of(e.mtime, e.atime),
+        rfs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|err| Error::fs("set times of", rel, err))
+}
+
 fn set_xattrs_at(dir: BorrowedFd<'_>, base: &[u8], e: &Entry, rel: &[u8]) -> Result<()> {
     if e.xattrs.iter().all(|(k, _)| is_overlay_xattr(k)) {
         return Ok(());
@@ -223,23 +260,7 @@ impl Applier<'_> {
         self.create(parent, base, rel, "symlink", |dir| {
             rfs::symlinkat(e.link.as_slice(), dir, base)
         })?;
-        let dir = self.dirs.cur();
-        rfs::chownat(
-            dir,
-            base,
-            Some(ids.0),
-            Some(ids.1),
-            rfs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|err| Error::fs("chown", rel, err))?;
-        set_xattrs_at(dir, base, e, rel)?;
-        rfs::utimensat(
-            dir,
-            base,
-            &times_of(e.mtime, e.atime),
-            rfs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|err| Error::fs("set times of", rel, err))
+        metadata_at(self.dirs.cur(), base, e, rel, ids, None, false)
     }
 
     pub(super) fn hardlink(
@@ -278,33 +299,8 @@ impl Applier<'_> {
         }
         // As moby, the link entry's metadata lands on the shared inode; the owner is only
         // changed when it differs, so a capability set by the first entry survives.
-        if st.st_uid != ids.0.as_raw() || st.st_gid != ids.1.as_raw() {
-            rfs::chownat(
-                dir,
-                base,
-                Some(ids.0),
-                Some(ids.1),
-                rfs::AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|err| Error::fs("chown", rel, err))?;
-        }
-        set_xattrs_at(dir, base, e, rel)?;
-        if st.st_mode & 0o7777 != e.mode & 0o7777 {
-            rfs::chmodat(
-                dir,
-                base,
-                Mode::from_raw_mode(e.mode & 0o7777),
-                rfs::AtFlags::empty(),
-            )
-            .map_err(|err| Error::fs("chmod", rel, err))?;
-        }
-        rfs::utimensat(
-            dir,
-            base,
-            &times_of(e.mtime, e.atime),
-            rfs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|err| Error::fs("set times of", rel, err))
+        let have = (st.st_uid, st.st_gid, st.st_mode & 0o7777);
+        metadata_at(dir, base, e, rel, ids, Some(have), true)
     }
 
     /// Character and block devices, fifos.
@@ -339,29 +335,6 @@ impl Applier<'_> {
             }
             return Err(err);
         }
-        let dir = self.dirs.cur();
-        rfs::chownat(
-            dir,
-            base,
-            Some(ids.0),
-            Some(ids.1),
-            rfs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|err| Error::fs("chown", rel, err))?;
-        set_xattrs_at(dir, base, e, rel)?;
-        rfs::chmodat(
-            dir,
-            base,
-            Mode::from_raw_mode(e.mode & 0o7777),
-            rfs::AtFlags::empty(),
-        )
-        .map_err(|err| Error::fs("chmod", rel, err))?;
-        rfs::utimensat(
-            dir,
-            base,
-            &times_of(e.mtime, e.atime),
-            rfs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|err| Error::fs("set times of", rel, err))
+        metadata_at(self.dirs.cur(), base, e, rel, ids, None, true)
     }
 }
