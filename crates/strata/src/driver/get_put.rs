@@ -22,7 +22,7 @@ impl Driver {
         let _lock = self.layer_lock(id, LockKind::Exclusive)?;
         self.ensure_exists(id)?;
         let chain = self.lowers(id)?;
-        if !self.has_lower_file(id)? {
+        if chain.is_empty() {
             // As moby overlay2: no parents, no mount.
             return Ok(self.layout.diff(id));
         }

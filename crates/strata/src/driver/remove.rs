@@ -39,9 +39,6 @@ impl Driver {
             if refs::is_mounted(&merged).map_err(Error::io("read mount table for", &merged))? {
                 exec::unmount(&merged).map_err(Error::io("unmount", &merged))?;
             }
-            if let Some(q) = &self.quota {
-                q.release(id, &dir)?;
-            }
         }
         let link = if meta.is_dir() {
             self.link_of(id).ok()
@@ -53,6 +50,12 @@ impl Driver {
             .staging()
             .join(format!("remove-{id}.{:016x}", rand::random::<u64>()));
         std::fs::rename(&dir, &trash).map_err(Error::io("move layer to staging", &dir))?;
+        // Released once the layer is gone for every reader, so a failed rename never leaves a
+        // layer without its quota; a failed release leaves a record `check --repair` releases.
+        let released = match &self.quota {
+            Some(q) if meta.is_dir() => q.release(id, &trash),
+            _ => Ok(()),
+        };
         if let Some(link) = link {
             // Only a link that points at this layer is removed.
             if self.layer_of_link(&link).as_deref() == Some(id.as_str())
@@ -79,6 +82,7 @@ impl Driver {
             std::fs::remove_file(&trash)
         };
         removed.map_err(Error::io("delete removed layer", &trash))?;
+        released?;
         tracing::debug!(%id, "removed layer");
         Ok(())
     }
