@@ -394,7 +394,10 @@ mod tests {
         ));
         assert!(m(&["labels.x"], "a", "", "active", &l));
         assert!(!m(&["labels.y"], "a", "", "active", &l));
-        assert!(m(&["labels.y!=z"], "a", "", "active", &l), "!= matches absent");
+        assert!(
+            m(&["labels.y!=z"], "a", "", "active", &l),
+            "!= matches absent"
+        );
         assert!(!m(&["labels.y==z"], "a", "", "active", &l));
         assert!(m(&["labels.x~=^y"], "a", "", "active", &l));
         assert!(m(&["name~=/^a.*$/"], "abc", "", "active", &l));

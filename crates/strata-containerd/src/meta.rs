@@ -187,10 +187,16 @@ impl Tx<'_> {
     pub fn put(&mut self, key: &str, rec: &Record) -> Result<()> {
         let old = self.get(key)?;
         if let Some(p) = old.as_ref().and_then(|o| o.parent.as_deref()) {
-            m!("unlink child", self.children.remove(child_key(p, key).as_str()));
+            m!(
+                "unlink child",
+                self.children.remove(child_key(p, key).as_str())
+            );
         }
         if let Some(p) = &rec.parent {
-            m!("link child", self.children.insert(child_key(p, key).as_str(), ()));
+            m!(
+                "link child",
+                self.children.insert(child_key(p, key).as_str(), ())
+            );
         }
         m!(
             "write snapshot",
@@ -204,7 +210,10 @@ impl Tx<'_> {
         let old = self.get(key)?;
         if let Some(o) = &old {
             if let Some(p) = &o.parent {
-                m!("unlink child", self.children.remove(child_key(p, key).as_str()));
+                m!(
+                    "unlink child",
+                    self.children.remove(child_key(p, key).as_str())
+                );
             }
             m!("delete snapshot", self.snapshots.remove(key));
         }
@@ -261,7 +270,10 @@ impl Tx<'_> {
             if rec.kind == Kind::Committed
                 && rec.parent.as_deref() == parent
                 && (k.value() == target
-                    || rec.labels.get(crate::LABEL_SNAPSHOT_REF).map(String::as_str)
+                    || rec
+                        .labels
+                        .get(crate::LABEL_SNAPSHOT_REF)
+                        .map(String::as_str)
                         == Some(target))
             {
                 return Ok(true);

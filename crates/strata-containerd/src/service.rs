@@ -15,11 +15,10 @@ use crate::filters::Filter;
 use crate::meta::{Kind as MetaKind, Record, Time};
 use crate::proto::snapshots::snapshots_server::Snapshots;
 use crate::proto::snapshots::{
-    CleanupRequest, CommitSnapshotRequest, Info, Kind, ListSnapshotsRequest,
-    ListSnapshotsResponse, MountsRequest, MountsResponse, PrepareSnapshotRequest,
-    PrepareSnapshotResponse, RemoveSnapshotRequest, StatSnapshotRequest, StatSnapshotResponse,
-    UpdateSnapshotRequest, UpdateSnapshotResponse, UsageRequest, UsageResponse,
-    ViewSnapshotRequest, ViewSnapshotResponse,
+    CleanupRequest, CommitSnapshotRequest, Info, Kind, ListSnapshotsRequest, ListSnapshotsResponse,
+    MountsRequest, MountsResponse, PrepareSnapshotRequest, PrepareSnapshotResponse,
+    RemoveSnapshotRequest, StatSnapshotRequest, StatSnapshotResponse, UpdateSnapshotRequest,
+    UpdateSnapshotResponse, UsageRequest, UsageResponse, ViewSnapshotRequest, ViewSnapshotResponse,
 };
 use crate::snapshotter::Snapshotter;
 
@@ -133,7 +132,10 @@ impl Snapshots for Service {
         Ok(Response::new(MountsResponse { mounts }))
     }
 
-    async fn commit(&self, request: Request<CommitSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn commit(
+        &self,
+        request: Request<CommitSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
         self.run("Commit", key, move |s| {
@@ -143,7 +145,10 @@ impl Snapshots for Service {
         Ok(Response::new(()))
     }
 
-    async fn remove(&self, request: Request<RemoveSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn remove(
+        &self,
+        request: Request<RemoveSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
         self.run("Remove", key, move |s| s.remove(&r.key)).await?;
@@ -156,7 +161,9 @@ impl Snapshots for Service {
     ) -> Result<Response<StatSnapshotResponse>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
-        let rec = self.run("Stat", key.clone(), move |s| s.stat(&r.key)).await?;
+        let rec = self
+            .run("Stat", key.clone(), move |s| s.stat(&r.key))
+            .await?;
         Ok(Response::new(StatSnapshotResponse {
             info: Some(info(key, rec)),
         }))
@@ -212,7 +219,10 @@ impl Snapshots for Service {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn usage(&self, request: Request<UsageRequest>) -> Result<Response<UsageResponse>, Status> {
+    async fn usage(
+        &self,
+        request: Request<UsageRequest>,
+    ) -> Result<Response<UsageResponse>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
         let u = self.run("Usage", key, move |s| s.usage(&r.key)).await?;
