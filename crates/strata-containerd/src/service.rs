@@ -4,6 +4,7 @@
 //! codes in one place, [`Error::to_status`]. List streams its answer in batches.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,12 +30,31 @@ const LIST_BATCH: usize = 100;
 #[derive(Debug, Clone)]
 pub struct Service {
     inner: Arc<Snapshotter>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Service {
     /// A service on `snapshotter`.
     pub fn new(snapshotter: Arc<Snapshotter>) -> Service {
-        Service { inner: snapshotter }
+        Service {
+            inner: snapshotter,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The number of store calls running now (shutdown waits for them, not for idle
+    /// connections: containerd keeps its connection open for good).
+    pub fn in_flight(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.in_flight)
     }
 
     /// Runs `f` on a blocking thread; its error becomes the status.
@@ -46,9 +66,14 @@ impl Service {
     ) -> Result<T, Status> {
         let s = Arc::clone(&self.inner);
         let start = Instant::now();
-        let out = tokio::task::spawn_blocking(move || f(&s))
-            .await
-            .map_err(|e| Status::internal(format!("{rpc}: the worker failed: {e}")))?;
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let counted = InFlight(Arc::clone(&self.in_flight));
+        let out = tokio::task::spawn_blocking(move || {
+            let _counted = counted;
+            f(&s)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("{rpc}: the worker failed: {e}")))?;
         match &out {
             Ok(_) => tracing::debug!(rpc, key, took = ?start.elapsed(), "ok"),
             Err(e) => tracing::debug!(rpc, key, took = ?start.elapsed(), code = ?e.code(), "{e}"),
