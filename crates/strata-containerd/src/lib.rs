@@ -42,7 +42,7 @@ use std::path::PathBuf;
 pub use error::{Error, Result};
 pub use server::Server;
 pub use snapshotter::{
-    Snapshotter, LABEL_MAX_SIZE, LABEL_SNAPSHOT_REF, LABEL_STRATA_SIZE, MAX_LABEL_BYTES,
+    check_root, Snapshotter, LABEL_MAX_SIZE, LABEL_SNAPSHOT_REF, LABEL_STRATA_SIZE, MAX_LABEL_BYTES,
 };
 
 /// How to serve.

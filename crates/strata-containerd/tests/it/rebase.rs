@@ -10,9 +10,15 @@ use tonic::Code;
 
 use crate::common::{code, ctrd_mount, labels, tree, Harness};
 
-/// Layer 1: a base tree.
+fn mode(p: &Path, m: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+/// Layer 1: a base tree (modes set explicitly: the umask differs between host and guest).
 fn layer1(root: &Path) {
     std::fs::create_dir_all(root.join("etc/conf.d")).unwrap();
+    mode(&root.join("etc"), 0o755);
+    mode(&root.join("etc/conf.d"), 0o750);
     std::fs::write(root.join("etc/conf.d/a"), "a").unwrap();
     std::fs::write(root.join("etc/conf.d/b"), "b").unwrap();
     std::fs::write(root.join("etc/keep"), "1").unwrap();
@@ -25,7 +31,8 @@ fn layer1(root: &Path) {
 /// `etc/keep` changed.
 fn layer2_upper(upper: &Path) {
     std::fs::create_dir_all(upper.join("etc/conf.d")).unwrap();
-    std::fs::set_permissions(upper.join("etc"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    mode(&upper.join("etc"), 0o755);
+    mode(&upper.join("etc/conf.d"), 0o700);
     rustix::fs::mknodat(
         rustix::fs::CWD,
         upper.join("old"),
@@ -50,6 +57,7 @@ fn layer2_through_mount(root: &Path) {
     std::fs::remove_file(root.join("old")).unwrap();
     std::fs::remove_dir_all(root.join("etc/conf.d")).unwrap();
     std::fs::create_dir(root.join("etc/conf.d")).unwrap();
+    mode(&root.join("etc/conf.d"), 0o700);
     std::fs::write(root.join("etc/conf.d/c"), "c").unwrap();
     std::fs::write(root.join("etc/keep"), "2").unwrap();
 }
