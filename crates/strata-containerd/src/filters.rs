@@ -405,6 +405,48 @@ mod tests {
     }
 
     #[test]
+    fn filter_containerd_testsuite_walk_cases_parse_and_match() {
+        let gc = [("containerd.io/gc.root", "check-walk"), ("l", "2")];
+        assert!(m(
+            &[r#"labels."containerd.io/gc.root"==check-walk"#],
+            "a",
+            "",
+            "active",
+            &gc
+        ));
+        assert!(m(
+            &[r#"kind==active,labels."containerd.io/gc.root"==check-walk"#],
+            "a",
+            "",
+            "active",
+            &gc
+        ));
+        assert!(m(
+            &["name==p", "name==a-np-wl"],
+            "a-np-wl",
+            "",
+            "active",
+            &[]
+        ));
+        assert!(m(&["name==a-wl,labels.l"], "a-wl", "", "active", &gc));
+        assert!(m(
+            &[r#"parent!="",labels."containerd.io/gc.root"==check-walk"#],
+            "a",
+            "p",
+            "view",
+            &gc
+        ));
+        assert!(!m(
+            &[r#"parent!="",labels."containerd.io/gc.root"==check-walk"#],
+            "a",
+            "",
+            "view",
+            &gc
+        ));
+        assert!(m(&["labels.l==2"], "a", "", "active", &gc));
+    }
+
+    #[test]
     fn filter_comma_is_and_several_strings_are_or() {
         let l = [("x", "1")];
         assert!(!m(&["name==a,labels.x==2"], "a", "", "active", &l));
