@@ -383,3 +383,50 @@ impl Meta {
         Ok(out)
     }
 }
+
+/// Where the key hints live: `<home>/.strata/containerd/keys/<layer>` holds the key or name of
+/// the snapshot that layer belongs to. They are written after each settled change, for tools
+/// that cannot open the database while a snapshotter holds it (`strata ls`); the database stays
+/// the truth.
+pub const KEYS_DIR: &str = ".strata/containerd/keys";
+
+/// Records that `layer` belongs to snapshot `key` (best effort: a failure is logged).
+pub fn write_key_hint(home: &Path, layer: &str, key: &str) {
+    let dir = home.join(KEYS_DIR);
+    let r = std::fs::create_dir_all(&dir).and_then(|()| {
+        let tmp = dir.join(format!(".{layer}.tmp"));
+        std::fs::write(&tmp, key)?;
+        std::fs::rename(&tmp, dir.join(layer))
+    });
+    if let Err(e) = r {
+        tracing::warn!(layer, key, "writing the key hint: {e}");
+    }
+}
+
+/// Drops the hint of `layer`.
+pub fn remove_key_hint(home: &Path, layer: &str) {
+    match std::fs::remove_file(home.join(KEYS_DIR).join(layer)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(layer, "removing the key hint: {e}");
+        }
+        _ => {}
+    }
+}
+
+/// The snapshot key of each layer of a snapshotter root, from the hints (empty for a home that
+/// is not a snapshotter's root).
+pub fn key_hints(home: &Path) -> BTreeMap<String, String> {
+    let Ok(dir) = std::fs::read_dir(home.join(KEYS_DIR)) else {
+        return BTreeMap::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            if name.starts_with('.') {
+                return None;
+            }
+            let key = std::fs::read_to_string(e.path()).ok()?;
+            Some((name, key))
+        })
+        .collect()
+}

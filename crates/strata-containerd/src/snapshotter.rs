@@ -320,8 +320,9 @@ impl Snapshotter {
                 Ok(m)
             })
         });
-        if settled.is_err() {
-            self.drop_layer(&id);
+        match &settled {
+            Ok(_) => crate::meta::write_key_hint(self.driver.home(), &layer, key),
+            Err(_) => self.drop_layer(&id),
         }
         tracing::debug!(key, %id, ?kind, ok = settled.is_ok(), "created snapshot");
         settled
@@ -332,6 +333,7 @@ impl Snapshotter {
     fn drop_layer(&self, id: &LayerId) {
         match self.driver.remove(id) {
             Ok(()) => {
+                crate::meta::remove_key_hint(self.driver.home(), id.as_str());
                 if let Err(e) = self.meta.write(|tx| tx.forget(id.as_str())) {
                     tracing::warn!(%id, "forgetting a removed layer: {e}");
                 }
@@ -541,6 +543,7 @@ impl Snapshotter {
         });
         match committed {
             Ok(()) => {
+                crate::meta::write_key_hint(self.driver.home(), &rec.layer, name);
                 tracing::debug!(name, key, %id, rebased = rebase.is_some(), "committed snapshot");
                 Ok(())
             }
@@ -726,6 +729,7 @@ impl Snapshotter {
                         &key,
                         &id,
                     ))?;
+                    crate::meta::remove_key_hint(self.driver.home(), &layer);
                     self.meta.write(|tx| tx.forget(&layer))?;
                 }
                 Journal::Rebasing { key } => {

@@ -98,4 +98,25 @@ fn containerd_snapshotter_serves_0600_and_check_repairs_its_root() {
     assert_eq!(v["repaired_all"], true, "{v}");
     home.run(&["exists", &layer]).fails(1);
     assert!(home.run(&["check"]).ok().contains("no problems found"));
+
+    // `ls` says which snapshot each layer belongs to.
+    let s = strata_containerd::Snapshotter::open(home.path(), strata::Options::default()).unwrap();
+    s.prepare("default/1/base", None, Default::default())
+        .unwrap();
+    s.commit("default/2/base", "default/1/base", Default::default(), None)
+        .unwrap();
+    s.view("default/3/v", Some("default/2/base"), Default::default())
+        .unwrap();
+    let layer = s.stat("default/2/base").unwrap().layer;
+    let v = home.run(&["--json", "ls"]).json();
+    assert_eq!(v["snapshots"][&layer], "default/2/base", "{v}");
+    assert_eq!(v["snapshots"].as_object().unwrap().len(), 2, "{v}");
+    assert!(home
+        .run(&["ls"])
+        .ok()
+        .contains(&format!("{layer}\tdefault/2/base")));
+    s.remove("default/3/v").unwrap();
+    s.remove("default/2/base").unwrap();
+    let v = home.run(&["--json", "ls"]).json();
+    assert!(v.get("snapshots").is_none(), "{v}");
 }
