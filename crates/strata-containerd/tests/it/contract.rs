@@ -329,8 +329,20 @@ fn prepare_with_ref_of_a_committed_snapshot_is_already_exists() {
     )
     .unwrap();
     c.remove("ns/5/on-top").unwrap();
-    c.remove("ns/2/sha256:b").unwrap();
+    // Relabelled (Update): the layer is no longer known by that chain id.
+    c.update("ns/2/sha256:b", labels(&[]), &[&format!("labels.{refl}")])
+        .unwrap();
     c.prepare_labels("ns/6/x", "", labels(&[(refl, "sha256:b")]))
+        .unwrap();
+    c.remove("ns/6/x").unwrap();
+    c.update("ns/2/sha256:b", labels(&[(refl, "sha256:b")]), &[])
+        .unwrap();
+    assert_eq!(
+        code(c.prepare_labels("ns/7/x", "", labels(&[(refl, "sha256:b")]))),
+        Code::AlreadyExists
+    );
+    c.remove("ns/2/sha256:b").unwrap();
+    c.prepare_labels("ns/8/x", "", labels(&[(refl, "sha256:b")]))
         .unwrap();
 }
 
