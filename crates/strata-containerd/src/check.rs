@@ -19,7 +19,7 @@ use crate::snapshotter::Snapshotter;
 /// root.
 ///
 /// # Errors
-/// [`Error::MetaInUse`] while a snapshotter serves the root (its Cleanup does the same work);
+/// [`crate::Error::MetaInUse`] while a snapshotter serves the root (its Cleanup does the same work);
 /// a metadata or store failure.
 pub fn check_root(home: &Path, repair: bool) -> Result<Option<Vec<strata::Problem>>> {
     let db = home
