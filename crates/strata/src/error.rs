@@ -32,6 +32,14 @@ pub enum Error {
         /// What to do about it.
         hint: String,
     },
+    /// The home path cannot be a home: it is not a directory.
+    #[error("home {path} is not a directory: {reason}")]
+    InvalidHome {
+        /// The home as given.
+        path: PathBuf,
+        /// What was found there and what to do.
+        reason: String,
+    },
     /// The layer does not exist.
     #[error("layer {id} does not exist")]
     LayerNotFound {
@@ -143,6 +151,7 @@ impl Error {
         matches!(
             self,
             Error::InvalidId { .. }
+                | Error::InvalidHome { .. }
                 | Error::InvalidOption { .. }
                 | Error::ChainTooLong { .. }
                 | Error::StorageOptNotSupported { .. }

@@ -97,7 +97,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Status => status::run(d, out),
         Command::Create(args) => create::run(d, args),
-        Command::Rm(a) => rm::run(d, &a.id),
+        Command::Rm(args) => rm::run(d, args),
         Command::Exists(a) => exists::run(d, &a.id, out),
         Command::Ls => ls::run(d, out),
         Command::Mount(a) => mount::run(d, &a.id, out),

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod hardening;
 mod image;
 mod load;
 mod plugin;

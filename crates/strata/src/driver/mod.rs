@@ -5,6 +5,7 @@
 
 mod apply_diff;
 pub mod check;
+mod children;
 mod create;
 mod diff;
 mod get_put;
