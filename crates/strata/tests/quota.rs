@@ -16,6 +16,7 @@ use std::process::Command;
 
 use strata::quota::QuotaControl;
 use strata::{Driver, LayerId, Options, StorageOpts};
+use strata_testkit::layer_id as id;
 
 const MIB: u64 = 1 << 20;
 
@@ -86,12 +87,11 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// Makes and mounts an image of `kind`, or says why it cannot here.
 fn loop_fs(test: &str, kind: Kind) -> Option<LoopFs> {
-    if !rustix::process::geteuid().is_root() {
-        // Root is the one prerequisite CI guarantees everywhere.
-        if std::env::var("STRATA_REQUIRE_ROOT").as_deref() == Ok("1") || strict() {
-            panic!("{test} needs root");
-        }
-        eprintln!("skipping {test}: needs root");
+    // Root is the one prerequisite CI guarantees everywhere.
+    if strict() && !rustix::process::geteuid().is_root() {
+        panic!("{test} needs root");
+    }
+    if !strata_testkit::require_root(test) {
         return None;
     }
     let dir = tempfile::Builder::new()
@@ -134,10 +134,6 @@ fn loop_fs(test: &str, kind: Kind) -> Option<LoopFs> {
         );
     }
     Some(fs)
-}
-
-fn id(s: &str) -> LayerId {
-    s.parse().unwrap()
 }
 
 fn size_opts(size: u64) -> StorageOpts {
@@ -604,8 +600,7 @@ fn unsupported_plain_ext4_size_error_says_what_and_how() {
 #[test]
 fn unsupported_tmpfs_size_error_names_filesystem() {
     let test = "unsupported_tmpfs_size_error_names_filesystem";
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root");
+    if !strata_testkit::require_root(test) {
         return;
     }
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use strata_archive::{apply, ApplyOptions, IdMapping, IdMaps, WhiteoutFormat};
 
-use crate::common::{assert_same_tree, h, is_whiteout, root_or_skip, snapshot, xattr, Tar};
+use crate::common::{assert_same_tree, h, is_whiteout, require_root, snapshot, xattr, Tar};
 
 fn md(p: &Path) -> std::fs::Metadata {
     std::fs::symlink_metadata(p).unwrap()
@@ -15,7 +15,7 @@ fn md(p: &Path) -> std::fs::Metadata {
 
 #[test]
 fn apply_every_entry_kind_creates_it_with_metadata() {
-    if !root_or_skip("apply_every_entry_kind_creates_it_with_metadata") {
+    if !require_root("apply_every_entry_kind_creates_it_with_metadata") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -92,7 +92,7 @@ fn apply_every_entry_kind_creates_it_with_metadata() {
 
 #[test]
 fn apply_directory_mtime_is_set_after_children() {
-    if !root_or_skip("apply_directory_mtime_is_set_after_children") {
+    if !require_root("apply_directory_mtime_is_set_after_children") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -109,7 +109,7 @@ fn apply_directory_mtime_is_set_after_children() {
 
 #[test]
 fn apply_pax_and_gnu_long_names_are_used() {
-    if !root_or_skip("apply_pax_and_gnu_long_names_are_used") {
+    if !require_root("apply_pax_and_gnu_long_names_are_used") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -145,7 +145,7 @@ fn apply_pax_and_gnu_long_names_are_used() {
 
 #[test]
 fn apply_pax_xattrs_including_capability_are_set() {
-    if !root_or_skip("apply_pax_xattrs_including_capability_are_set") {
+    if !require_root("apply_pax_xattrs_including_capability_are_set") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -174,7 +174,7 @@ fn apply_pax_xattrs_including_capability_are_set() {
 
 #[test]
 fn apply_owners_are_mapped_to_host_ids() {
-    if !root_or_skip("apply_owners_are_mapped_to_host_ids") {
+    if !require_root("apply_owners_are_mapped_to_host_ids") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -225,7 +225,7 @@ fn gnu_tar_available() -> bool {
 
 #[test]
 fn apply_gnu_sparse_files_in_every_format_match_source() {
-    if !root_or_skip("apply_gnu_sparse_files_in_every_format_match_source") || !gnu_tar_available()
+    if !require_root("apply_gnu_sparse_files_in_every_format_match_source") || !gnu_tar_available()
     {
         return;
     }
@@ -276,7 +276,7 @@ fn apply_gnu_sparse_files_in_every_format_match_source() {
 
 #[test]
 fn apply_whiteouts_become_overlay_whiteouts() {
-    if !root_or_skip("apply_whiteouts_become_overlay_whiteouts") {
+    if !require_root("apply_whiteouts_become_overlay_whiteouts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -315,7 +315,7 @@ fn apply_whiteouts_become_overlay_whiteouts() {
 
 #[test]
 fn apply_userxattr_format_uses_user_opaque() {
-    if !root_or_skip("apply_userxattr_format_uses_user_opaque") {
+    if !require_root("apply_userxattr_format_uses_user_opaque") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -338,7 +338,7 @@ fn apply_userxattr_format_uses_user_opaque() {
 
 #[test]
 fn apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed() {
-    if !root_or_skip("apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed") {
+    if !require_root("apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -358,7 +358,7 @@ fn apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed() {
 
 #[test]
 fn apply_delete_format_removes_and_empties() {
-    if !root_or_skip("apply_delete_format_removes_and_empties") {
+    if !require_root("apply_delete_format_removes_and_empties") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -390,7 +390,7 @@ fn apply_delete_format_removes_and_empties() {
 
 #[test]
 fn apply_existing_paths_are_replaced_or_merged_as_docker() {
-    if !root_or_skip("apply_existing_paths_are_replaced_or_merged_as_docker") {
+    if !require_root("apply_existing_paths_are_replaced_or_merged_as_docker") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -416,7 +416,7 @@ fn apply_existing_paths_are_replaced_or_merged_as_docker() {
 
 #[test]
 fn apply_tar_without_end_blocks_is_accepted() {
-    if !root_or_skip("apply_tar_without_end_blocks_is_accepted") {
+    if !require_root("apply_tar_without_end_blocks_is_accepted") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -438,7 +438,7 @@ fn apply_tar_without_end_blocks_is_accepted() {
 
 #[test]
 fn apply_header_only_types_ignore_their_size_field() {
-    if !root_or_skip("apply_header_only_types_ignore_their_size_field") {
+    if !require_root("apply_header_only_types_ignore_their_size_field") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -529,7 +529,7 @@ fn sample_tree(root: &Path) {
 
 #[test]
 fn apply_gnu_tar_archive_matches_gnu_tar_extraction() {
-    if !root_or_skip("apply_gnu_tar_archive_matches_gnu_tar_extraction") || !gnu_tar_available() {
+    if !require_root("apply_gnu_tar_archive_matches_gnu_tar_extraction") || !gnu_tar_available() {
         return;
     }
     let src = tempfile::tempdir().unwrap();
@@ -589,7 +589,7 @@ fn acl_entry(tag: u16, perm: u16) -> Vec<u8> {
 
 #[test]
 fn apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask() {
-    if !root_or_skip("apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask") {
+    if !require_root("apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -640,7 +640,7 @@ fn apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask() {
 
 #[test]
 fn apply_symlink_xattrs_are_set_and_exported() {
-    if !root_or_skip("apply_symlink_xattrs_are_set_and_exported") {
+    if !require_root("apply_symlink_xattrs_are_set_and_exported") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! Test helpers: a raw tar builder (writes headers a tar library would refuse), root checks,
+//! Test helpers: a raw tar builder (writes headers a tar library would refuse), the kit's root check,
 //! tree snapshots for comparisons, and overlay mounts.
 
 #![allow(dead_code)]
@@ -8,17 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// True when the test can do root things; panics under STRATA_REQUIRE_ROOT=1 otherwise.
-pub fn root_or_skip(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("STRATA_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{what}: needs root and STRATA_REQUIRE_ROOT=1");
-    }
-    eprintln!("skipping {what}: needs root");
-    false
-}
+pub use strata_testkit::require_root;
 
 /// Raw tar builder.
 #[derive(Default)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use strata_archive::{apply, ApplyOptions, Error, IdMapping, IdMaps, WhiteoutFormat};
 
-use crate::common::{h, is_whiteout, root_or_skip, xattr, Tar};
+use crate::common::{h, is_whiteout, require_root, xattr, Tar};
 
 const CANARY: &[u8] = b"canary: must never change\n";
 
@@ -92,7 +92,7 @@ macro_rules! case {
     ($name:ident, |$home:ident| $body:block) => {
         #[test]
         fn $name() {
-            if !root_or_skip(stringify!($name)) {
+            if !require_root(stringify!($name)) {
                 return;
             }
             let $home = Home::new();
@@ -703,7 +703,7 @@ proptest::proptest! {
         flips in proptest::collection::vec((0usize..20_000, proptest::num::u8::ANY), 1..12),
         format in 0usize..3,
     ) {
-        if !rustix::process::geteuid().is_root() {
+        if !require_root("apply_mutated_trap_archive_never_escapes") {
             return Ok(());
         }
         let home = Home::new();
@@ -730,7 +730,7 @@ proptest::proptest! {
 
 #[test]
 fn apply_unmutated_trap_archive_is_contained() {
-    if !root_or_skip("apply_unmutated_trap_archive_is_contained") {
+    if !require_root("apply_unmutated_trap_archive_is_contained") {
         return;
     }
     let home = Home::new();

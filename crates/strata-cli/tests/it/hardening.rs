@@ -4,12 +4,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::image::{layer_tar, E};
-use crate::support::{bin, root_or_skip, Home};
+use crate::support::{bin, Home};
+use strata_testkit::images::{layer_tar, Entry as E};
+use strata_testkit::require_root;
 
 #[test]
 fn apply_missing_parent_exits_3_self_parent_exits_2_and_nothing_applied() {
-    if !root_or_skip("apply_missing_parent_exits_3_self_parent_exits_2_and_nothing_applied") {
+    if !require_root("apply_missing_parent_exits_3_self_parent_exits_2_and_nothing_applied") {
         return;
     }
     let h = Home::new();
@@ -34,7 +35,7 @@ fn apply_missing_parent_exits_3_self_parent_exits_2_and_nothing_applied() {
 
 #[test]
 fn apply_against_other_parent_prints_the_layer_size_like_size() {
-    if !root_or_skip("apply_against_other_parent_prints_the_layer_size_like_size") {
+    if !require_root("apply_against_other_parent_prints_the_layer_size_like_size") {
         return;
     }
     let h = Home::new();
@@ -66,7 +67,7 @@ fn apply_against_other_parent_prints_the_layer_size_like_size() {
 
 #[test]
 fn rm_layer_with_children_refused_unless_force() {
-    if !root_or_skip("rm_layer_with_children_refused_unless_force") {
+    if !require_root("rm_layer_with_children_refused_unless_force") {
         return;
     }
     let h = Home::new();
@@ -90,7 +91,7 @@ fn rm_layer_with_children_refused_unless_force() {
 
 #[test]
 fn usage_errors_are_one_line_with_exit_2() {
-    if !root_or_skip("usage_errors_are_one_line_with_exit_2") {
+    if !require_root("usage_errors_are_one_line_with_exit_2") {
         return;
     }
     let h = Home::new();
@@ -113,7 +114,7 @@ fn usage_errors_are_one_line_with_exit_2() {
 
 #[test]
 fn home_that_is_a_file_is_a_usage_error_naming_it() {
-    if !root_or_skip("home_that_is_a_file_is_a_usage_error_naming_it") {
+    if !require_root("home_that_is_a_file_is_a_usage_error_naming_it") {
         return;
     }
     let h = Home::new();
@@ -134,7 +135,7 @@ fn home_that_is_a_file_is_a_usage_error_naming_it() {
 
 #[test]
 fn new_home_is_0700_under_umask_000() {
-    if !root_or_skip("new_home_is_0700_under_umask_000") {
+    if !require_root("new_home_is_0700_under_umask_000") {
         return;
     }
     let h = Home::new();

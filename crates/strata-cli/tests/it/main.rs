@@ -8,7 +8,6 @@
 
 mod archive;
 mod hardening;
-mod image;
 mod load;
 mod plugin;
 mod store;
