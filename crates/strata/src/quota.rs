@@ -241,11 +241,6 @@ impl QuotaControl {
         self.device.clone()
     }
 
-    /// The quota interface in use.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// Gives `layer_dir` (before its `diff` is created) a fresh project id and `limits`.
     ///
     /// # Errors
