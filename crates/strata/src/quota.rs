@@ -7,8 +7,8 @@
 //! with `quotactl`. XFS is driven through the XFS quota interface (`Q_XSETQLIM`), ext4 through
 //! the generic one (`Q_SETQUOTA`).
 //!
-//! Project ids live in `<home>/.strata/quota/<layer id>` (one record per layer, holding the id),
-//! allocated under an `flock` on `<home>/.strata/quota/quota.lock`, so two processes or a
+//! Project ids live in one record per layer ([`Layout::quota_record`], holding the id),
+//! allocated under an `flock` on [`Layout::quota_lock`], so two processes or a
 //! restart never hand out the same id. An id is also skipped when the filesystem already
 //! charges something to it or has limits for it (another home or tool on the same filesystem).
 //!
@@ -27,6 +27,7 @@ use strata_sys::quota::{self as sys, FsDiskQuota, IfDqblk, QuotaTarget, PRJQUOTA
 
 use crate::error::Error;
 use crate::id::LayerId;
+use crate::layout::{self, Layout};
 use crate::lock::{lock, LockKind};
 use crate::options::StorageOpts;
 
@@ -71,7 +72,7 @@ pub enum Backend {
 #[derive(Debug)]
 pub struct QuotaControl {
     home: PathBuf,
-    records: PathBuf,
+    layout: Layout,
     backend: Backend,
     device: String,
     /// `Some(dev)`: the kernel lacks `quotactl_fd` (before 5.14), address the block device.
@@ -219,7 +220,8 @@ impl QuotaControl {
                 ))
             })?
             .projid;
-        let records = home.join(".strata").join("quota");
+        let layout = Layout::new(home.clone());
+        let records = layout.quota_records();
         std::fs::create_dir_all(&records).map_err(|e| {
             unsupported(format!(
                 "cannot create the quota records {}: {e}",
@@ -228,7 +230,7 @@ impl QuotaControl {
         })?;
         Ok(QuotaControl {
             home,
-            records,
+            layout,
             backend,
             device: source,
             device_path,
@@ -251,7 +253,7 @@ impl QuotaControl {
             what,
             source: Some(e),
         };
-        let _lock = lock(&self.records, "quota", LockKind::Exclusive)?;
+        let _lock = lock(&self.layout.quota_lock(), LockKind::Exclusive)?;
         let target = self.target().map_err(|e| fail("open home".into(), e))?;
         let projid = match self.read_record(id)? {
             // A record left by an earlier attempt at the same layer keeps its id.
@@ -276,7 +278,7 @@ impl QuotaControl {
         })();
         if result.is_err() {
             // The id goes back to the pool; the primary error is what the caller sees.
-            if let Err(e) = std::fs::remove_file(self.record(id)) {
+            if let Err(e) = std::fs::remove_file(self.layout.quota_record(id)) {
                 tracing::warn!(layer = %id, error = %e, "cannot remove quota record after failure");
             }
         }
@@ -290,7 +292,7 @@ impl QuotaControl {
     /// # Errors
     /// The limits could not be cleared or the record could not be removed.
     pub fn release(&self, id: &LayerId, layer_dir: &Path) -> Result<(), Error> {
-        let _lock = lock(&self.records, "quota", LockKind::Exclusive)?;
+        let _lock = lock(&self.layout.quota_lock(), LockKind::Exclusive)?;
         let recorded = self.read_record(id)?;
         let Some(projid) = recorded.or_else(|| self.moby_project(layer_dir)) else {
             return Ok(());
@@ -315,7 +317,7 @@ impl QuotaControl {
         if recorded.is_none() {
             return Ok(());
         }
-        let rec = self.record(id);
+        let rec = self.layout.quota_record(id);
         std::fs::remove_file(&rec).map_err(Error::io("remove quota record", rec))
     }
 
@@ -388,20 +390,18 @@ impl QuotaControl {
     /// The records directory cannot be read.
     pub fn records(&self) -> Result<Vec<(String, u32)>, Error> {
         let mut out = Vec::new();
-        let entries = std::fs::read_dir(&self.records)
-            .map_err(Error::io("read quota records", &self.records))?;
+        let dir = self.layout.quota_records();
+        let entries = std::fs::read_dir(&dir).map_err(Error::io("read quota records", &dir))?;
         for entry in entries {
-            let entry = entry.map_err(Error::io("read quota records", &self.records))?;
+            let entry = entry.map_err(Error::io("read quota records", &dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') || name.ends_with(".lock") {
+            if !Layout::is_quota_record_name(name) {
                 continue;
             }
-            if let Ok(p) = std::fs::read_to_string(entry.path())
-                .unwrap_or_default()
-                .trim()
-                .parse::<u32>()
-            {
+            if let Some(p) = layout::decode_quota_record(
+                &std::fs::read_to_string(entry.path()).unwrap_or_default(),
+            ) {
                 out.push((name.to_owned(), p));
             }
         }
@@ -416,26 +416,24 @@ impl QuotaControl {
         })
     }
 
-    fn record(&self, id: &LayerId) -> PathBuf {
-        self.records.join(id.as_str())
-    }
-
     fn read_record(&self, id: &LayerId) -> Result<Option<u32>, Error> {
-        let path = self.record(id);
+        let path = self.layout.quota_record(id);
         match std::fs::read_to_string(&path) {
-            Ok(s) => s.trim().parse().map(Some).map_err(|_| Error::Corrupt {
-                id: id.to_string(),
-                what: format!("quota record {} holds {:?}", path.display(), s.trim()),
-            }),
+            Ok(s) => layout::decode_quota_record(&s)
+                .map(Some)
+                .ok_or_else(|| Error::Corrupt {
+                    id: id.to_string(),
+                    what: format!("quota record {} holds {:?}", path.display(), s.trim()),
+                }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("read quota record", path)(e)),
         }
     }
 
     fn write_record(&self, id: &LayerId, projid: u32) -> Result<(), Error> {
-        let path = self.record(id);
-        let tmp = self.records.join(format!(".{id}.tmp"));
-        std::fs::write(&tmp, format!("{projid}\n"))
+        let path = self.layout.quota_record(id);
+        let tmp = self.layout.quota_record_tmp(id);
+        std::fs::write(&tmp, layout::encode_quota_record(projid))
             .and_then(|()| File::open(&tmp)?.sync_all())
             .map_err(Error::io("write quota record", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(Error::io("commit quota record", &path))

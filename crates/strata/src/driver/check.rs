@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Driver;
 use crate::error::{Error, Result};
 use crate::id::{LayerId, LinkId};
+use crate::layout::{Layout, LowerChain};
 use crate::lock::LockKind;
 use crate::mount::exec;
 
@@ -89,12 +90,7 @@ impl Driver {
                 );
                 continue;
             };
-            let layer = target
-                .to_str()
-                .and_then(|t| t.strip_prefix("../"))
-                .and_then(|t| t.strip_suffix("/diff"))
-                .and_then(|t| t.parse::<LayerId>().ok());
-            match layer {
+            match Layout::layer_of_link_target(&target) {
                 Some(l) if layers.contains(&l) => {
                     link_to_layer.insert(name, l.to_string());
                 }
@@ -133,7 +129,7 @@ impl Driver {
                         let link = link.clone().unwrap_or_else(LinkId::generate);
                         let ok_link = layout.link(&link).exists()
                             || std::os::unix::fs::symlink(
-                                format!("../{id}/diff"),
+                                Layout::link_target(id),
                                 layout.link(&link),
                             )
                             .is_ok();
@@ -155,7 +151,7 @@ impl Driver {
                     let lp = layout.link(&link);
                     let repaired = repair
                         && std::fs::symlink_metadata(&lp).is_err()
-                        && std::os::unix::fs::symlink(format!("../{id}/diff"), &lp).is_ok();
+                        && std::os::unix::fs::symlink(Layout::link_target(id), &lp).is_ok();
                     // Recoverable from the link file: its children are not orphans.
                     valid_links.insert(link.to_string());
                     add(
@@ -174,15 +170,13 @@ impl Driver {
             let Ok(s) = std::fs::read_to_string(layout.lower_file(id)) else {
                 continue;
             };
-            let missing: Vec<String> = s
-                .trim()
-                .split(':')
-                .filter(|p| !p.is_empty())
-                .filter(|p| {
-                    p.strip_prefix("l/")
-                        .is_none_or(|l| !valid_links.contains(l))
+            let missing: Vec<String> = LowerChain::decode_each(&s)
+                .into_iter()
+                .filter_map(|element| match element {
+                    Ok(link) if valid_links.contains(link.as_str()) => None,
+                    Ok(link) => Some(Layout::relative_link(&link).display().to_string()),
+                    Err(why) => Some(why),
                 })
-                .map(str::to_owned)
                 .collect();
             if !missing.is_empty() {
                 // Repair removes the layer: without its parents it can never be mounted again.
@@ -221,7 +215,7 @@ impl Driver {
                 let repaired = repair && quota.release(&id, &layout.layer(&id)).is_ok();
                 add(
                     "orphan-quota-record",
-                    layout.state().join("quota").join(&name),
+                    layout.quota_record(&id),
                     format!("project id {projid} is recorded for {name}, which is not a layer"),
                     repaired,
                 );
@@ -257,7 +251,7 @@ impl Driver {
                 };
                 add(
                     "stale-mount-count",
-                    layout.mounts().join(id.as_str()),
+                    layout.mount_count(id.as_str()),
                     format!("layer {id} has a mount count of {stored} but is not mounted"),
                     repaired,
                 );

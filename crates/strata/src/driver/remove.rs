@@ -58,7 +58,7 @@ impl Driver {
         };
         if let Some(link) = link {
             // Only a link that points at this layer is removed.
-            if self.layer_of_link(&link).as_deref() == Some(id.as_str())
+            if self.layer_of_link(&link).as_ref() == Some(id)
                 || std::fs::metadata(self.layout.link(&link)).is_err()
             {
                 let p = self.layout.link(&link);

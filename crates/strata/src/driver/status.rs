@@ -70,7 +70,6 @@ impl Driver {
             return Ok(None);
         };
         self.layer_of_link(first)
-            .and_then(|p| p.parse::<LayerId>().ok())
             .map(Some)
             .ok_or_else(|| Error::Corrupt {
                 id: id.to_string(),

@@ -7,22 +7,20 @@
 //! RefCounter does when it first sees a mounted path.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::layout::{self, Layout};
 
 /// Reference counts of one home.
 #[derive(Debug, Clone)]
 pub struct Refs {
-    dir: PathBuf,
+    layout: Layout,
 }
 
 impl Refs {
-    /// Counts kept in `dir`.
-    pub fn new(dir: PathBuf) -> Refs {
-        Refs { dir }
-    }
-
-    fn file(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
+    /// Counts kept in the home's mount count directory ([`Layout::mounts`]).
+    pub fn new(layout: Layout) -> Refs {
+        Refs { layout }
     }
 
     /// The stored count (0 when none is stored).
@@ -30,8 +28,8 @@ impl Refs {
     /// # Errors
     /// The count file exists but cannot be read.
     pub fn stored(&self, id: &str) -> io::Result<u64> {
-        match std::fs::read_to_string(self.file(id)) {
-            Ok(s) => Ok(s.trim().parse().unwrap_or(0)),
+        match std::fs::read_to_string(self.layout.mount_count(id)) {
+            Ok(s) => Ok(layout::decode_count(&s)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(e),
         }
@@ -56,15 +54,15 @@ impl Refs {
     /// # Errors
     /// The file cannot be written.
     pub fn store(&self, id: &str, n: u64) -> io::Result<()> {
-        let f = self.file(id);
+        let f = self.layout.mount_count(id);
         if n == 0 {
             return match std::fs::remove_file(&f) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 r => r,
             };
         }
-        let tmp = self.dir.join(format!(".{id}.tmp"));
-        std::fs::write(&tmp, n.to_string())?;
+        let tmp = self.layout.mount_count_tmp(id);
+        std::fs::write(&tmp, layout::encode_count(n))?;
         std::fs::rename(&tmp, &f)
     }
 
@@ -74,7 +72,7 @@ impl Refs {
     /// The directory cannot be read.
     pub fn list(&self) -> io::Result<Vec<String>> {
         let mut v = Vec::new();
-        for e in std::fs::read_dir(&self.dir)? {
+        for e in std::fs::read_dir(self.layout.mounts())? {
             let name = e?.file_name().to_string_lossy().into_owned();
             if !name.starts_with('.') {
                 v.push(name);
@@ -101,7 +99,9 @@ mod tests {
     #[test]
     fn refs_effective_trusts_mount_table() {
         let d = tempfile::tempdir().unwrap();
-        let r = Refs::new(d.path().to_owned());
+        let layout = Layout::new(d.path().to_owned());
+        std::fs::create_dir_all(layout.mounts()).unwrap();
+        let r = Refs::new(layout);
         assert_eq!(r.effective("a", true).unwrap(), 1);
         r.store("a", 3).unwrap();
         assert_eq!(r.effective("a", true).unwrap(), 3);
