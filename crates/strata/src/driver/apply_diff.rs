@@ -11,7 +11,6 @@ use strata_archive::{ApplyOptions, WhiteoutFormat};
 use crate::error::{Error, Result};
 use crate::id::LayerId;
 use crate::lock::LockKind;
-use crate::mount::refs;
 use crate::staging::Staging;
 
 use super::Driver;
@@ -59,9 +58,7 @@ impl Driver {
             .map_err(Error::io("read directory", &diff))?
             .next()
             .is_none();
-        let merged = self.layout.merged(id);
-        let mounted =
-            refs::is_mounted(&merged).map_err(Error::io("read mount table for", &merged))?;
+        let mounted = self.mounts.is_mounted(id)?;
         let has_quota = match &self.quota {
             Some(q) => q.project_id(id)?.is_some(),
             None => false,

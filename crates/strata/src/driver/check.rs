@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::id::{LayerId, LinkId};
 use crate::layout::{Layout, LowerChain};
 use crate::lock::LockKind;
-use crate::mount::exec;
+use crate::mount::refs::MountFinding;
 
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -223,38 +223,32 @@ impl Driver {
         }
 
         // Mounts and counts.
-        let table = strata_sys::mountinfo::read()
-            .map_err(Error::io("read mount table for", layout.home()))?;
-        let mounted: BTreeSet<PathBuf> = table.into_iter().map(|m| m.mount_point).collect();
-        for id in &layers {
-            let merged = layout.merged(id);
-            let stored = self.refs.stored(id.as_str()).unwrap_or(0);
-            let is_mounted = mounted.contains(&merged);
-            if is_mounted && stored == 0 {
-                let repaired = repair && {
-                    let _lock = self.layer_lock(id, LockKind::Exclusive)?;
-                    exec::unmount(&merged).is_ok() && {
-                        let _ = std::fs::remove_dir(&merged);
-                        true
-                    }
-                };
-                add(
-                    "unreferenced-mount",
-                    merged,
-                    format!("layer {id} is mounted but nothing holds it"),
-                    repaired,
-                );
-            } else if !is_mounted && stored > 0 {
-                let repaired = repair && {
-                    let _lock = self.layer_lock(id, LockKind::Exclusive)?;
-                    self.refs.store(id.as_str(), 0).is_ok()
-                };
-                add(
-                    "stale-mount-count",
-                    layout.mount_count(id.as_str()),
-                    format!("layer {id} has a mount count of {stored} but is not mounted"),
-                    repaired,
-                );
+        for finding in self.mounts.findings(&layers)? {
+            match finding {
+                MountFinding::Unreferenced { id } => {
+                    let repaired = repair && {
+                        let _lock = self.layer_lock(&id, LockKind::Exclusive)?;
+                        self.mounts.unmount_unreferenced(&id).is_ok()
+                    };
+                    add(
+                        "unreferenced-mount",
+                        layout.merged(&id),
+                        format!("layer {id} is mounted but nothing holds it"),
+                        repaired,
+                    );
+                }
+                MountFinding::StaleCount { id, stored } => {
+                    let repaired = repair && {
+                        let _lock = self.layer_lock(&id, LockKind::Exclusive)?;
+                        self.mounts.forget(&id).is_ok()
+                    };
+                    add(
+                        "stale-mount-count",
+                        layout.mount_count(id.as_str()),
+                        format!("layer {id} has a mount count of {stored} but is not mounted"),
+                        repaired,
+                    );
+                }
             }
         }
         Ok(report)

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::id::{LayerId, LinkId};
 use crate::layout::{Layout, LowerChain};
 use crate::lock::{self, LockGuard, LockKind};
-use crate::mount::refs::Refs;
+use crate::mount::refs::Mounts;
 use crate::options::Options;
 use crate::probe::{self, Probes};
 use crate::quota::QuotaControl;
@@ -34,7 +34,7 @@ pub struct Driver {
     id_maps: IdMaps,
     quota: Option<QuotaControl>,
     quota_unsupported: Option<String>,
-    refs: Refs,
+    mounts: Mounts,
     native_diff: OnceLock<std::result::Result<(), String>>,
 }
 
@@ -107,7 +107,7 @@ impl Driver {
         }
         tracing::debug!(home = %home.display(), ?probes, "opened driver");
         Ok(Driver {
-            refs: Refs::new(layout.clone()),
+            mounts: Mounts::new(layout.clone()),
             layout,
             options,
             probes,
