@@ -47,6 +47,15 @@ impl CheckReport {
     pub fn all_repaired(&self) -> bool {
         self.problems.iter().all(|p| p.repaired)
     }
+
+    fn add(&mut self, kind: &str, path: PathBuf, detail: String, repaired: bool) {
+        self.problems.push(Problem {
+            kind: kind.to_owned(),
+            path,
+            detail,
+            repaired,
+        });
+    }
 }
 
 impl Driver {
@@ -61,28 +70,44 @@ impl Driver {
             LockKind::Shared
         };
         let _home = self.home_lock(kind)?;
-        let layout = self.layout.clone();
-        let mut report = CheckReport::default();
-        let mut add = |kind: &str, path: PathBuf, detail: String, repaired: bool| {
-            report.problems.push(Problem {
-                kind: kind.to_owned(),
-                path,
-                detail,
-                repaired,
-            });
+        let mut check = Check {
+            driver: self,
+            layout: &self.layout,
+            repair,
+            layers: self.list()?.into_iter().collect(),
+            report: CheckReport::default(),
         };
+        let link_to_layer = check.short_links()?;
+        let valid_links = check.link_files(&link_to_layer);
+        check.lower_chains(&valid_links);
+        check.staging()?;
+        check.quota_records()?;
+        check.mounts()?;
+        Ok(check.report)
+    }
+}
 
-        let layers: BTreeSet<LayerId> = self.list()?.into_iter().collect();
+/// One run of `check`: the passes, in order, each adding what it finds to the report.
+struct Check<'a> {
+    driver: &'a Driver,
+    layout: &'a Layout,
+    repair: bool,
+    layers: BTreeSet<LayerId>,
+    report: CheckReport,
+}
 
-        // Short links: map link -> layer, and find dangling or foreign entries.
-        let mut link_to_layer: BTreeMap<String, String> = BTreeMap::new();
-        let ldir = layout.link_dir();
+impl Check<'_> {
+    /// Short links: which link leads to which layer; entries that are not links, and links to
+    /// no layer (removed on repair). Returns link name -> layer.
+    fn short_links(&mut self) -> Result<BTreeMap<String, LayerId>> {
+        let mut link_to_layer = BTreeMap::new();
+        let ldir = self.layout.link_dir();
         for e in std::fs::read_dir(&ldir).map_err(Error::io("read directory", &ldir))? {
             let e = e.map_err(Error::io("read directory", &ldir))?;
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             let Ok(target) = std::fs::read_link(&path) else {
-                add(
+                self.report.add(
                     "not-a-link",
                     path,
                     "an entry of l/ that is not a symlink".into(),
@@ -91,12 +116,12 @@ impl Driver {
                 continue;
             };
             match Layout::layer_of_link_target(&target) {
-                Some(l) if layers.contains(&l) => {
-                    link_to_layer.insert(name, l.to_string());
+                Some(l) if self.layers.contains(&l) => {
+                    link_to_layer.insert(name, l);
                 }
                 _ => {
-                    let repaired = repair && std::fs::remove_file(&path).is_ok();
-                    add(
+                    let repaired = self.repair && std::fs::remove_file(&path).is_ok();
+                    self.report.add(
                         "dangling-link",
                         path,
                         format!("points to {} which is not a layer", target.display()),
@@ -105,15 +130,20 @@ impl Driver {
                 }
             }
         }
-        let layer_to_link: BTreeMap<&str, &str> = link_to_layer
-            .iter()
-            .map(|(l, id)| (id.as_str(), l.as_str()))
-            .collect();
+        Ok(link_to_layer)
+    }
 
-        // Each layer's link file and short link.
+    /// Each layer's `link` file and its short link: a missing link file is recovered from an
+    /// existing short link (or a new one), a missing short link is recreated from the link
+    /// file. Returns every link name a `lower` file may validly name.
+    fn link_files(&mut self, link_to_layer: &BTreeMap<String, LayerId>) -> BTreeSet<String> {
+        let layer_to_link: BTreeMap<&LayerId, &str> = link_to_layer
+            .iter()
+            .map(|(l, id)| (id, l.as_str()))
+            .collect();
         let mut valid_links: BTreeSet<String> = link_to_layer.keys().cloned().collect();
-        for id in &layers {
-            let lf = layout.link_file(id);
+        for id in &self.layers {
+            let lf = self.layout.link_file(id);
             match std::fs::read_to_string(&lf)
                 .ok()
                 .and_then(|s| LinkId::parse(&s).ok())
@@ -121,16 +151,14 @@ impl Driver {
                 None => {
                     // Recover the id from an existing short link when there is one, so children
                     // that name it in their lower files keep working.
-                    let link = layer_to_link
-                        .get(id.as_str())
-                        .and_then(|l| LinkId::parse(l).ok());
+                    let link = layer_to_link.get(id).and_then(|l| LinkId::parse(l).ok());
                     let mut repaired = false;
-                    if repair {
+                    if self.repair {
                         let link = link.clone().unwrap_or_else(LinkId::generate);
-                        let ok_link = layout.link(&link).exists()
+                        let ok_link = self.layout.link(&link).exists()
                             || std::os::unix::fs::symlink(
                                 Layout::link_target(id),
-                                layout.link(&link),
+                                self.layout.link(&link),
                             )
                             .is_ok();
                         repaired = ok_link && std::fs::write(&lf, link.as_str()).is_ok();
@@ -140,7 +168,7 @@ impl Driver {
                     } else if let Some(link) = link {
                         valid_links.insert(link.to_string());
                     }
-                    add(
+                    self.report.add(
                         "missing-link-file",
                         lf,
                         format!("layer {id} has no valid link file"),
@@ -148,13 +176,13 @@ impl Driver {
                     );
                 }
                 Some(link) if !valid_links.contains(link.as_str()) => {
-                    let lp = layout.link(&link);
-                    let repaired = repair
+                    let lp = self.layout.link(&link);
+                    let repaired = self.repair
                         && std::fs::symlink_metadata(&lp).is_err()
                         && std::os::unix::fs::symlink(Layout::link_target(id), &lp).is_ok();
                     // Recoverable from the link file: its children are not orphans.
                     valid_links.insert(link.to_string());
-                    add(
+                    self.report.add(
                         "missing-link",
                         lp,
                         format!("short link of layer {id} is missing"),
@@ -164,10 +192,14 @@ impl Driver {
                 Some(_) => {}
             }
         }
+        valid_links
+    }
 
-        // Lower chains naming links that do not exist: the parent is gone, the layer unusable.
-        for id in &layers {
-            let Ok(s) = std::fs::read_to_string(layout.lower_file(id)) else {
+    /// Lower chains naming links that do not exist: the parent is gone and the layer can never
+    /// be mounted again, so repair removes it.
+    fn lower_chains(&mut self, valid_links: &BTreeSet<String>) {
+        for id in &self.layers {
+            let Ok(s) = std::fs::read_to_string(self.layout.lower_file(id)) else {
                 continue;
             };
             let missing: Vec<String> = LowerChain::decode_each(&s)
@@ -179,78 +211,87 @@ impl Driver {
                 })
                 .collect();
             if !missing.is_empty() {
-                // Repair removes the layer: without its parents it can never be mounted again.
-                let repaired = repair && self.remove_locked(id).is_ok();
-                add(
+                let repaired = self.repair && self.driver.remove_locked(id).is_ok();
+                self.report.add(
                     "missing-parent",
-                    layout.layer(id),
+                    self.layout.layer(id),
                     format!("layer {id} names missing lowers: {}", missing.join(", ")),
                     repaired,
                 );
             }
         }
+    }
 
-        // Leftover staging directories (a crash during create, apply or remove).
-        let sdir = layout.staging();
+    /// Leftover staging directories (a crash during create, apply or remove).
+    fn staging(&mut self) -> Result<()> {
+        let sdir = self.layout.staging();
         for e in std::fs::read_dir(&sdir).map_err(Error::io("read directory", &sdir))? {
             let path = e.map_err(Error::io("read directory", &sdir))?.path();
-            let repaired = repair && std::fs::remove_dir_all(&path).is_ok();
-            add(
+            let repaired = self.repair && std::fs::remove_dir_all(&path).is_ok();
+            self.report.add(
                 "leftover-staging",
                 path,
                 "left by an interrupted operation".into(),
                 repaired,
             );
         }
+        Ok(())
+    }
 
-        // Quota records whose layer is gone (a create killed after the quota was set).
-        if let Some(quota) = &self.quota {
-            for (name, projid) in quota.records()? {
-                let Ok(id) = name.parse::<LayerId>() else {
-                    continue;
-                };
-                if layers.contains(&id) {
-                    continue;
-                }
-                let repaired = repair && quota.release(&id, &layout.layer(&id)).is_ok();
-                add(
-                    "orphan-quota-record",
-                    layout.quota_record(&id),
-                    format!("project id {projid} is recorded for {name}, which is not a layer"),
-                    repaired,
-                );
+    /// Quota records whose layer is gone (a create killed after the quota was set).
+    fn quota_records(&mut self) -> Result<()> {
+        let Some(quota) = &self.driver.quota else {
+            return Ok(());
+        };
+        for (name, projid) in quota.records()? {
+            let Ok(id) = name.parse::<LayerId>() else {
+                continue;
+            };
+            if self.layers.contains(&id) {
+                continue;
             }
+            let repaired = self.repair && quota.release(&id, &self.layout.layer(&id)).is_ok();
+            self.report.add(
+                "orphan-quota-record",
+                self.layout.quota_record(&id),
+                format!("project id {projid} is recorded for {name}, which is not a layer"),
+                repaired,
+            );
         }
+        Ok(())
+    }
 
-        // Mounts and counts.
-        for finding in self.mounts.findings(&layers)? {
+    /// Mounts nothing references (unmounted on repair) and counts of layers not mounted
+    /// (cleared on repair); the mount lifecycle module finds and fixes them.
+    fn mounts(&mut self) -> Result<()> {
+        for finding in self.driver.mounts.findings(&self.layers)? {
             match finding {
                 MountFinding::Unreferenced { id } => {
-                    let repaired = repair && {
-                        let _lock = self.layer_lock(&id, LockKind::Exclusive)?;
-                        self.mounts.unmount_unreferenced(&id).is_ok()
+                    let repaired = self.repair && {
+                        let _lock = self.driver.layer_lock(&id, LockKind::Exclusive)?;
+                        self.driver.mounts.unmount_unreferenced(&id).is_ok()
                     };
-                    add(
+                    self.report.add(
                         "unreferenced-mount",
-                        layout.merged(&id),
+                        self.layout.merged(&id),
                         format!("layer {id} is mounted but nothing holds it"),
                         repaired,
                     );
                 }
                 MountFinding::StaleCount { id, stored } => {
-                    let repaired = repair && {
-                        let _lock = self.layer_lock(&id, LockKind::Exclusive)?;
-                        self.mounts.forget(&id).is_ok()
+                    let repaired = self.repair && {
+                        let _lock = self.driver.layer_lock(&id, LockKind::Exclusive)?;
+                        self.driver.mounts.forget(&id).is_ok()
                     };
-                    add(
+                    self.report.add(
                         "stale-mount-count",
-                        layout.mount_count(id.as_str()),
+                        self.layout.mount_count(id.as_str()),
                         format!("layer {id} has a mount count of {stored} but is not mounted"),
                         repaired,
                     );
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 }
