@@ -13,6 +13,7 @@ use crate::id::LayerId;
 use crate::lock::LockKind;
 use crate::staging::Staging;
 
+use super::get_put::Held;
 use super::Driver;
 
 impl Driver {
@@ -35,15 +36,16 @@ impl Driver {
             }
         };
         if !self.is_parent(id, parent)? || !self.native_diff_ok() {
-            let root = self.get(id, "")?;
+            let mut held = Held::new(self);
+            let root = held.get(id)?;
             let opts = ApplyOptions {
                 id_maps: self.id_maps.clone(),
                 whiteouts: WhiteoutFormat::Delete,
             };
             let applied = strata_archive::apply(tar, &root, &opts);
-            let put = self.put(id);
+            let released = held.release();
             let stats = applied.map_err(archive_err("apply to"))?;
-            put?;
+            released?;
             return Ok(stats.bytes);
         }
         let _home = self.home_lock(LockKind::Shared)?;

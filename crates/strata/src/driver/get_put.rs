@@ -11,6 +11,56 @@ use crate::mount::plan::{self, LayerMount, MountPlan};
 
 use super::Driver;
 
+/// Mounts taken with `get` for the length of one operation (a naive diff, an apply through the
+/// mount): each is `put` again by [`Held::release`], which reports the first failure, or on
+/// drop, which logs failures.
+pub(super) struct Held<'a> {
+    driver: &'a Driver,
+    ids: Vec<LayerId>,
+}
+
+impl<'a> Held<'a> {
+    pub(super) fn new(driver: &'a Driver) -> Held<'a> {
+        Held {
+            driver,
+            ids: Vec::new(),
+        }
+    }
+
+    /// `get`s the layer (no mount label) and holds it: its root filesystem path.
+    pub(super) fn get(&mut self, id: &LayerId) -> Result<PathBuf> {
+        let root = self.driver.get(id, "")?;
+        self.ids.push(id.clone());
+        Ok(root)
+    }
+
+    /// `put`s every layer held, in the order taken; the first failure is returned (the others
+    /// are logged).
+    pub(super) fn release(mut self) -> Result<()> {
+        let mut first = Ok(());
+        for id in std::mem::take(&mut self.ids) {
+            if let Err(e) = self.driver.put(&id) {
+                if first.is_ok() {
+                    first = Err(e);
+                } else {
+                    tracing::warn!(%id, "releasing mount: {e}");
+                }
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            if let Err(e) = self.driver.put(id) {
+                tracing::warn!(%id, "releasing mount: {e}");
+            }
+        }
+    }
+}
+
 impl Driver {
     /// Mounts the layer (or adds a reference to its mount) and returns the root filesystem path:
     /// `merged` for a layer with parents, its `diff` directory for a base layer.

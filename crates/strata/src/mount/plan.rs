@@ -39,26 +39,9 @@ pub enum MountPlan {
     },
 }
 
-/// Comparable mirror of [`OverlayConfig`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverlayConfigPlan {
-    /// Lowers, top first.
-    pub lowers: Vec<PathBuf>,
-    /// Upper and work directories.
-    pub upper_work: Option<(PathBuf, PathBuf)>,
-    /// Extra options.
-    pub options: Vec<(String, Option<String>)>,
-}
-
-impl From<&OverlayConfigPlan> for OverlayConfig {
-    fn from(p: &OverlayConfigPlan) -> OverlayConfig {
-        OverlayConfig {
-            lowers: p.lowers.clone(),
-            upper_work: p.upper_work.clone(),
-            options: p.options.clone(),
-        }
-    }
-}
+/// What a [`MountPlan::NewApi`] configures: the syscall crate's own description of an overlay
+/// (lowers top first, upper and work directories, extra options), handed to it as planned.
+pub type OverlayConfigPlan = OverlayConfig;
 
 /// Why a layer cannot be mounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
