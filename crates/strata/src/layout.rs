@@ -49,6 +49,10 @@ impl LayerDir {
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
+    /// `work/work`: the directory overlayfs itself makes inside `work/`.
+    pub fn overlay_work_inner(&self) -> PathBuf {
+        self.work().join("work")
+    }
     /// `merged/`: the mount point while mounted.
     pub fn merged(&self) -> PathBuf {
         self.dir.join("merged")

@@ -141,7 +141,9 @@ impl Driver {
         std::os::unix::fs::symlink(Layout::link_target(id), &link_path)
             .map_err(Error::io("create link", &link_path))?;
         if let Err(e) = stage.commit(&dir) {
-            let _ = std::fs::remove_file(&link_path);
+            if let Err(rm) = std::fs::remove_file(&link_path) {
+                tracing::warn!(path = %link_path.display(), "removing link after a failed create: {rm}");
+            }
             return Err(e);
         }
         if let Some(p) = parent {

@@ -181,7 +181,7 @@ impl Mounts {
         if !read_only {
             // As moby overlay2 (Get): overlay in a user namespace needs work/work owned by the
             // remapped root to move directories from lower to upper.
-            let ww = self.layout.work(id).join("work");
+            let ww = self.layout.layer_dir(id).overlay_work_inner();
             if let Err(e) = give_to_root(&ww) {
                 self.undo_mount(id, &merged, true);
                 return Err(e);
