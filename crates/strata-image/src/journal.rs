@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{flock, FlockOperation};
+use strata::lock::{flock, LockKind};
 use strata::LayerId;
 
 use crate::error::{Error, Result};
@@ -51,11 +51,7 @@ impl Journal {
                 .write(true)
                 .open(&path)
                 .map_err(Error::io("open load marker", &path))?;
-            flock(&file, FlockOperation::LockExclusive).map_err(|e| Error::Io {
-                op: "lock load marker",
-                path: path.clone(),
-                source: e.into(),
-            })?;
+            flock(&file, LockKind::Exclusive).map_err(Error::io("lock load marker", &path))?;
             // The holder we waited for may have finished and unlinked the marker: then our
             // lock is on a dead inode; start over.
             let held = file

@@ -21,7 +21,7 @@
 //! in a directory the caller chooses (the store's home, so the spool is on the same disk).
 //!
 //! Each layer being filled is marked in a journal directory the store names (for
-//! [`strata::Driver`]: `<home>/.strata/image-loads/<layer id>`), under an exclusive `flock`
+//! [`strata::Driver`]: [`strata::layout::Layout::image_loads`]), under an exclusive `flock`
 //! held until the layer is verified. A second load of the same layer waits for the first; a
 //! marker nobody holds was left by a loader that died, and its layer is removed and loaded
 //! again rather than reused half-filled.

@@ -66,11 +66,7 @@ impl LayerStore for strata::Driver {
     }
     fn journal_dir(&self) -> Option<PathBuf> {
         // Beside the store's own state, where Docker's driver never looks.
-        Some(
-            self.home()
-                .join(strata::layout::STATE_DIR)
-                .join("image-loads"),
-        )
+        Some(self.layout().image_loads())
     }
 }
 

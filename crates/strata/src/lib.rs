@@ -29,6 +29,7 @@
 //! This crate never prints and has no async runtime; the CLI and the engine adapters wrap it.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod driver;
 pub mod error;

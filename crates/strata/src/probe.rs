@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use strata_sys::fs::{self as sysfs, magic};
 
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::options::Options;
 
 /// What the host offers, as found at open.
@@ -180,7 +181,7 @@ impl Probes {
 
 /// Whether overlay takes `lowerdir+` (6.8+), tried on two scratch directories in the home.
 fn probe_lowerdir_plus(home: &Path) -> Result<bool> {
-    let scratch = home.join(format!(".strata-mount-probe-{}", std::process::id()));
+    let scratch = Layout::new(home.to_owned()).mount_probe_scratch();
     let (a, b) = (scratch.join("a"), scratch.join("b"));
     for d in [&a, &b] {
         std::fs::create_dir_all(d).map_err(Error::io("create probe directory", d))?;

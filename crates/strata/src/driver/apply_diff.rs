@@ -11,9 +11,9 @@ use strata_archive::{ApplyOptions, WhiteoutFormat};
 use crate::error::{Error, Result};
 use crate::id::LayerId;
 use crate::lock::LockKind;
-use crate::mount::refs;
 use crate::staging::Staging;
 
+use super::get_put::Held;
 use super::Driver;
 
 impl Driver {
@@ -36,15 +36,16 @@ impl Driver {
             }
         };
         if !self.is_parent(id, parent)? || !self.native_diff_ok() {
-            let root = self.get(id, "")?;
+            let mut held = Held::new(self);
+            let root = held.get(id)?;
             let opts = ApplyOptions {
                 id_maps: self.id_maps.clone(),
                 whiteouts: WhiteoutFormat::Delete,
             };
             let applied = strata_archive::apply(tar, &root, &opts);
-            let put = self.put(id);
+            let released = held.release();
             let stats = applied.map_err(archive_err("apply to"))?;
-            put?;
+            released?;
             return Ok(stats.bytes);
         }
         let _home = self.home_lock(LockKind::Shared)?;
@@ -59,9 +60,7 @@ impl Driver {
             .map_err(Error::io("read directory", &diff))?
             .next()
             .is_none();
-        let merged = self.layout.merged(id);
-        let mounted =
-            refs::is_mounted(&merged).map_err(Error::io("read mount table for", &merged))?;
+        let mounted = self.mounts.is_mounted(id)?;
         let has_quota = match &self.quota {
             Some(q) => q.project_id(id)?.is_some(),
             None => false,

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::id::{LayerId, LinkId};
 use crate::layout::{Layout, LowerChain};
 use crate::lock::{self, LockGuard, LockKind};
-use crate::mount::refs::Refs;
+use crate::mount::refs::Mounts;
 use crate::options::Options;
 use crate::probe::{self, Probes};
 use crate::quota::QuotaControl;
@@ -35,7 +35,7 @@ pub struct Driver {
     id_maps: IdMaps,
     quota: Option<QuotaControl>,
     quota_unsupported: Option<String>,
-    refs: Refs,
+    mounts: Mounts,
     native_diff: OnceLock<std::result::Result<(), String>>,
 }
 
@@ -108,7 +108,7 @@ impl Driver {
         }
         tracing::debug!(home = %home.display(), ?probes, "opened driver");
         Ok(Driver {
-            refs: Refs::new(layout.mounts()),
+            mounts: Mounts::new(layout.clone()),
             layout,
             options,
             probes,
@@ -135,11 +135,11 @@ impl Driver {
     }
 
     fn home_lock(&self, kind: LockKind) -> Result<LockGuard> {
-        lock::lock(&self.layout.locks(), "home", kind)
+        lock::lock(&self.layout.home_lock(), kind)
     }
 
     fn layer_lock(&self, id: &LayerId, kind: LockKind) -> Result<LockGuard> {
-        lock::lock(&self.layout.locks(), &format!("layer-{id}"), kind)
+        lock::lock(&self.layout.layer_lock(id), kind)
     }
 
     fn ensure_exists(&self, id: &LayerId) -> Result<()> {
@@ -203,11 +203,9 @@ impl Driver {
     }
 
     /// The layer id a link resolves to (`l/X -> ../<id>/diff`).
-    fn layer_of_link(&self, link: &LinkId) -> Option<String> {
+    fn layer_of_link(&self, link: &LinkId) -> Option<LayerId> {
         let target = std::fs::read_link(self.layout.link(link)).ok()?;
-        let t = target.to_str()?;
-        let rest = t.strip_prefix("../")?.strip_suffix("/diff")?;
-        (!rest.contains('/')).then(|| rest.to_owned())
+        Layout::layer_of_link_target(&target)
     }
 
     /// As moby overlay2 (isParent): whether `parent` is the direct parent of `id`.
@@ -216,7 +214,7 @@ impl Driver {
         Ok(match (chain.0.first(), parent) {
             (None, None) => true,
             (None, Some(_)) | (Some(_), None) => false,
-            (Some(first), Some(p)) => self.layer_of_link(first).as_deref() == Some(p.as_str()),
+            (Some(first), Some(p)) => self.layer_of_link(first).as_ref() == Some(p),
         })
     }
 
