@@ -4,8 +4,10 @@
 //! dockerd started with `--experimental -s NAME` finds the plugin at
 //! `/run/docker/plugins/NAME.sock`, sends `Plugin.Activate`, then `GraphDriver.Init` with its
 //! home (`<data-root>/NAME`) and options, and from then on one `POST /GraphDriver.<Method>` per
-//! layer operation. Each request is decoded (`wire`), run as one blocking store call on a worker
-//! thread (`routes`, `store`), and answered; failures become `{"Err": "<whole chain>"}`.
+//! layer operation. Each request's method is parsed once into a [`wire::Method`], its body decoded
+//! (`router`), served by the one handler of that method (`handlers/<method>.rs`) as a blocking
+//! store call on a worker thread (`layer_store`, `driver_store`), and answered (`reply`);
+//! failures become `{"Err": "<whole chain>"}` in one place (`reply::failure`).
 //! `ApplyDiff` and `Diff` stream layer tars through bounded channels (`body`), so no layer is
 //! ever held in memory. Connections are kept alive and served concurrently; per-layer
 //! serialisation is the library's.
@@ -25,13 +27,16 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod body;
-mod driver;
+mod driver_store;
 mod error;
-mod routes;
+mod handlers;
+mod layer_store;
+mod plugin;
+mod reply;
+mod router;
+mod saved_init;
 mod server;
 mod socket;
-mod state;
-mod store;
 pub mod wire;
 
 #[cfg(test)]

@@ -17,10 +17,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
 
 use crate::error::Error;
-use crate::routes::{handle, Plugin};
+use crate::layer_store::LayerStore;
+use crate::plugin::Plugin;
+use crate::router::handle;
+use crate::saved_init::InitRecord;
 use crate::socket::{self, BoundSocket};
-use crate::state::InitRecord;
-use crate::store::LayerStore;
 use crate::PluginConfig;
 
 /// How long requests in flight may take to finish after a stop signal.

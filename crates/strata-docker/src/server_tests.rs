@@ -17,10 +17,10 @@ use strata::{LayerId, StorageOpts};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::ChannelBody;
-use crate::routes::Plugin;
+use crate::layer_store::LayerStore;
+use crate::plugin::Plugin;
+use crate::saved_init::InitRecord;
 use crate::socket;
-use crate::state::InitRecord;
-use crate::store::LayerStore;
 use crate::wire::{self, Change, InitRequest};
 
 /// A store whose layers are directories holding the last applied tar as `blob`.

@@ -1,4 +1,4 @@
-//! The seam between the protocol and the layer store: the handful of store calls the routes make,
+//! The seam between the protocol and the layer store: the handful of store calls the handlers make,
 //! as a trait, so the HTTP side (keep-alive, streaming, errors, concurrency) is tested against a
 //! fake without root, and served for real by `strata::Driver`. This module never speaks HTTP and
 //! never implements layer semantics itself: the `Driver` impl only converts types.
@@ -11,7 +11,7 @@ use strata::{LayerId, StorageOpts};
 
 use crate::wire::{Change, InitRequest};
 
-/// What the routes need from a layer store. Every method may block (disk, mounts); the routes
+/// What the handlers need from a layer store. Every method may block (disk, mounts); the handlers
 /// call them on blocking threads, concurrently.
 pub(crate) trait LayerStore: Send + Sync + 'static {
     /// Opens the store that `GraphDriver.Init` names.

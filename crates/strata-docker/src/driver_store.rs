@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use strata::{ChangeKind, Driver, IdMapping, IdMaps, LayerId, Options, StorageOpts};
 
-use crate::store::LayerStore;
+use crate::layer_store::LayerStore;
 use crate::wire::{self, Change, InitRequest};
 
 impl LayerStore for Driver {
