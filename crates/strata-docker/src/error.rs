@@ -86,6 +86,29 @@ pub(crate) enum RequestError {
         #[source]
         source: serde_json::Error,
     },
+    /// `Init` named a relative home (dockerd always sends an absolute one).
+    #[error("GraphDriver.Init: the home {home:?} is not an absolute path")]
+    RelativeHome {
+        /// The home as sent.
+        home: String,
+    },
+    /// `Init` named another home while layers of the current one are mounted.
+    #[error(
+        "GraphDriver.Init: cannot switch from home {} to {requested}: {} layer(s) of the current \
+         home are mounted (e.g. {example}); stop their containers or run GraphDriver.Cleanup \
+         (`strata --home {} cleanup`) first",
+        current.display(), mounted, current.display()
+    )]
+    HomeInUse {
+        /// The home in use.
+        current: PathBuf,
+        /// The home `Init` asked for.
+        requested: String,
+        /// How many layers are mounted.
+        mounted: usize,
+        /// One of them.
+        example: String,
+    },
     /// A store call came before `GraphDriver.Init`.
     #[error("the plugin is not initialised: dockerd has not sent GraphDriver.Init yet")]
     NotInitialised,

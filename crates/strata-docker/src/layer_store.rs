@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use strata::{LayerId, StorageOpts};
 
@@ -18,6 +18,10 @@ pub(crate) trait LayerStore: Send + Sync + 'static {
     fn open(init: &InitRequest) -> strata::Result<Self>
     where
         Self: Sized;
+    /// The home directory the store was opened on.
+    fn home(&self) -> &Path;
+    /// The layers that are mounted now (an `Init` for another home is refused while any is).
+    fn mounted(&self) -> strata::Result<Vec<LayerId>>;
     /// Label/value pairs for `docker info`.
     fn status(&self) -> Vec<(String, String)>;
     /// Creates an image layer.

@@ -13,7 +13,11 @@
 //! serialisation is the library's.
 //!
 //! ```no_run
-//! let config = strata_docker::PluginConfig { name: "strata".into(), socket: None };
+//! let config = strata_docker::PluginConfig {
+//!     name: "strata".into(),
+//!     socket: None,
+//!     limits: strata_docker::Limits::default(),
+//! };
 //! // Blocks until SIGTERM or SIGINT, then removes the socket.
 //! strata_docker::serve(&config)?;
 //! # Ok::<(), strata_docker::Error>(())
@@ -37,12 +41,14 @@ mod router;
 mod saved_init;
 mod server;
 mod socket;
+mod stall_guard;
 pub mod wire;
 
 #[cfg(test)]
 mod server_tests;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use error::Error;
 pub use socket::PLUGIN_SOCKET_DIR;
@@ -54,6 +60,46 @@ pub struct PluginConfig {
     pub name: String,
     /// The socket path; `None` for `/run/docker/plugins/<name>.sock`.
     pub socket: Option<PathBuf>,
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
+}
+
+/// How long the plugin waits for a client, and how many it serves at once. A client that
+/// stalls is disconnected after its timeout; whatever it was doing is abandoned and leaves
+/// the layer as it was (an `ApplyDiff` cut short is not applied). dockerd never comes near
+/// these limits: it sends each request at once and reads each reply as it comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a connection may wait for a complete request head: from the connect, or from
+    /// the end of the previous reply on a kept-alive connection. Closes idle connections and
+    /// ones that send half a head. Default 60 s.
+    pub header_timeout: Duration,
+    /// How long a request body may pause (no byte arriving; an `ApplyDiff` tar may take as
+    /// long as it likes in total), and how long a client may leave a reply unread. Default
+    /// 120 s.
+    pub body_timeout: Duration,
+    /// Connections served at once; further clients wait in the socket's backlog until one
+    /// closes. Default 128.
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// Default [`Limits::header_timeout`].
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default [`Limits::body_timeout`].
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+    /// Default [`Limits::max_connections`].
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_timeout: Limits::DEFAULT_HEADER_TIMEOUT,
+            body_timeout: Limits::DEFAULT_BODY_TIMEOUT,
+            max_connections: Limits::DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// Serves the graphdriver plugin protocol on the configured socket until SIGTERM or SIGINT,

@@ -9,11 +9,15 @@ use tracing::{debug, warn};
 use crate::error::chain;
 use crate::layer_store::LayerStore;
 use crate::saved_init::InitRecord;
+use crate::Limits;
 
 /// The plugin's state: the store that `Init` opened, shared by all connections.
 pub(crate) struct Plugin<S> {
     store: RwLock<Option<Arc<S>>>,
     record: Option<InitRecord>,
+    limits: Limits,
+    /// Held by an `Init` from its checks until its store is installed: one `Init` at a time.
+    init: tokio::sync::Mutex<()>,
 }
 
 impl<S> std::fmt::Debug for Plugin<S> {
@@ -25,16 +29,19 @@ impl<S> std::fmt::Debug for Plugin<S> {
         f.debug_struct("Plugin")
             .field("initialised", &initialised)
             .field("record", &self.record)
+            .field("limits", &self.limits)
             .finish()
     }
 }
 
 impl<S: LayerStore> Plugin<S> {
     /// A plugin with no store yet; `record` keeps the last `Init` across plugin restarts.
-    pub(crate) fn new(record: Option<InitRecord>) -> Plugin<S> {
+    pub(crate) fn new(record: Option<InitRecord>, limits: Limits) -> Plugin<S> {
         Plugin {
             store: RwLock::new(None),
             record,
+            limits,
+            init: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -51,6 +58,10 @@ impl<S: LayerStore> Plugin<S> {
                 return;
             }
         };
+        if !Path::new(&init.home).is_absolute() {
+            warn!(home = %init.home, "saved Init names a relative home; waiting for dockerd's Init");
+            return;
+        }
         if !Path::new(&init.home).is_dir() {
             debug!(home = %init.home, "saved Init names a home that is gone; not resuming");
             return;
@@ -79,6 +90,16 @@ impl<S: LayerStore> Plugin<S> {
             Err(poisoned) => poisoned.into_inner(),
         };
         *g = Some(Arc::new(store));
+    }
+
+    /// The timeouts and connection cap.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Serialises `Init`s: held from checking the current store until the new one is installed.
+    pub(crate) async fn init_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.init.lock().await
     }
 
     /// Where the last `Init` is saved, if anywhere.

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -77,48 +77,57 @@ async fn route<S: LayerStore>(
     id: &mut String,
     start: Instant,
 ) -> Result<Reply, RequestError> {
+    let within = plugin.limits().body_timeout;
     match method {
         Method::Activate => {
-            discard(method, req).await?;
+            discard(method, req, within).await?;
             Ok(handlers::activate::handle())
         }
         Method::Init => {
-            let init: InitRequest = decode(method, req).await?;
+            let init: InitRequest = decode(method, req, within).await?;
             id.clone_from(&init.home);
             handlers::init::handle(plugin, init).await
         }
         Method::Capabilities => {
-            discard(method, req).await?;
+            discard(method, req, within).await?;
             Ok(handlers::capabilities::handle())
         }
         Method::Status => {
-            discard(method, req).await?;
+            discard(method, req, within).await?;
             handlers::status::handle(plugin).await
         }
         Method::Cleanup => {
-            discard(method, req).await?;
+            discard(method, req, within).await?;
             handlers::cleanup::handle(plugin).await
         }
         Method::Create => {
-            let r = layer(method, req, id).await?;
+            let r = layer(method, req, within, id).await?;
             handlers::create::handle(plugin, r, Writable::No).await
         }
         Method::CreateReadWrite => {
-            let r = layer(method, req, id).await?;
+            let r = layer(method, req, within, id).await?;
             handlers::create::handle(plugin, r, Writable::Yes).await
         }
-        Method::Remove => handlers::remove::handle(plugin, layer(method, req, id).await?).await,
-        Method::Get => handlers::get::handle(plugin, layer(method, req, id).await?).await,
-        Method::Put => handlers::put::handle(plugin, layer(method, req, id).await?).await,
-        Method::Exists => handlers::exists::handle(plugin, layer(method, req, id).await?).await,
+        Method::Remove => {
+            handlers::remove::handle(plugin, layer(method, req, within, id).await?).await
+        }
+        Method::Get => handlers::get::handle(plugin, layer(method, req, within, id).await?).await,
+        Method::Put => handlers::put::handle(plugin, layer(method, req, within, id).await?).await,
+        Method::Exists => {
+            handlers::exists::handle(plugin, layer(method, req, within, id).await?).await
+        }
         Method::GetMetadata => {
-            handlers::metadata::handle(plugin, layer(method, req, id).await?).await
+            handlers::metadata::handle(plugin, layer(method, req, within, id).await?).await
         }
-        Method::Changes => handlers::changes::handle(plugin, layer(method, req, id).await?).await,
+        Method::Changes => {
+            handlers::changes::handle(plugin, layer(method, req, within, id).await?).await
+        }
         Method::DiffSize => {
-            handlers::diff_size::handle(plugin, layer(method, req, id).await?).await
+            handlers::diff_size::handle(plugin, layer(method, req, within, id).await?).await
         }
-        Method::Diff => handlers::diff::handle(plugin, layer(method, req, id).await?, start).await,
+        Method::Diff => {
+            handlers::diff::handle(plugin, layer(method, req, within, id).await?, start).await
+        }
         Method::ApplyDiff => {
             let query = wire::ApplyDiffQuery::parse(req.uri().query().unwrap_or(""));
             id.clone_from(&query.id);
@@ -127,21 +136,39 @@ async fn route<S: LayerStore>(
     }
 }
 
-/// Reads a whole JSON request body (bounded by [`MAX_JSON_BODY`]).
-async fn read_json_body(method: Method, req: Request<Incoming>) -> Result<Bytes, RequestError> {
-    Limited::new(req.into_body(), MAX_JSON_BODY)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|source| RequestError::ReadBody { method, source })
+/// Reads a whole JSON request body: at most [`MAX_JSON_BODY`] bytes, within `within` (such a
+/// body is small and sent at once; a client that sends part of it and stalls is cut off).
+async fn read_json_body(
+    method: Method,
+    req: Request<Incoming>,
+    within: Duration,
+) -> Result<Bytes, RequestError> {
+    let read = Limited::new(req.into_body(), MAX_JSON_BODY).collect();
+    match tokio::time::timeout(within, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(source)) => Err(RequestError::ReadBody { method, source }),
+        Err(_) => Err(RequestError::ReadBody {
+            method,
+            source: Box::new(stalled(within)),
+        }),
+    }
+}
+
+/// The error of a request body that stopped arriving.
+pub(crate) fn stalled(after: Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the client sent no data for {after:?}"),
+    )
 }
 
 /// Reads and decodes the JSON body `method` takes.
 async fn decode<T: DeserializeOwned + Default>(
     method: Method,
     req: Request<Incoming>,
+    within: Duration,
 ) -> Result<T, RequestError> {
-    let body = read_json_body(method, req).await?;
+    let body = read_json_body(method, req, within).await?;
     wire::parse_body(&body).map_err(|source| RequestError::Decode { method, source })
 }
 
@@ -149,14 +176,19 @@ async fn decode<T: DeserializeOwned + Default>(
 async fn layer(
     method: Method,
     req: Request<Incoming>,
+    within: Duration,
     id: &mut String,
 ) -> Result<LayerRequest, RequestError> {
-    let r: LayerRequest = decode(method, req).await?;
+    let r: LayerRequest = decode(method, req, within).await?;
     id.clone_from(&r.id);
     Ok(r)
 }
 
 /// Reads the body of a method that takes no arguments, so the connection stays usable.
-async fn discard(method: Method, req: Request<Incoming>) -> Result<(), RequestError> {
-    read_json_body(method, req).await.map(drop)
+async fn discard(
+    method: Method,
+    req: Request<Incoming>,
+    within: Duration,
+) -> Result<(), RequestError> {
+    read_json_body(method, req, within).await.map(drop)
 }

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{layer_id, parent_id};
-use crate::body::{ChannelBody, ChannelWriter, DEPTH};
+use crate::body::{ChannelBody, ChannelWriter, Chunk, DEPTH};
 use crate::error::{chain, RequestError};
 use crate::layer_store::LayerStore;
 use crate::plugin::Plugin;
@@ -28,17 +28,11 @@ pub(crate) async fn handle<S: LayerStore>(
     let store = plugin.current().ok_or(RequestError::NotInitialised)?;
     let (tx, mut rx) = mpsc::channel(DEPTH);
     let task = tokio::task::spawn_blocking(move || {
-        let mut out = ChannelWriter::new(tx);
-        let result = write_diff(&*store, &id, parent.as_ref(), &mut out);
-        if let Err(e) = &result {
-            if out.sent_any() {
-                out.abort(chain(e));
-            }
-        }
+        let result = write_diff(&*store, &id, parent.as_ref(), ChannelWriter::new(tx));
         (id, result)
     });
     match rx.recv().await {
-        Some(Ok(first)) => {
+        Some(Chunk::Data(first)) => {
             // Headers go out now; the request's log line is written when the stream ends.
             tokio::spawn(async move {
                 let method = Method::Diff;
@@ -54,8 +48,8 @@ pub(crate) async fn handle<S: LayerStore>(
             });
             Ok(Reply::Stream(ChannelBody::new(first, rx)))
         }
-        // Nothing was sent: the task is done (an abort is only sent after data).
-        Some(Err(_)) | None => match task.await {
+        // Nothing was sent: the task is done or dead (an abort is only sent after data).
+        Some(Chunk::End | Chunk::Abort(_)) | None => match task.await {
             Ok((_, Ok(()))) => Ok(Reply::EmptyStream),
             Ok((_, Err(e))) => Err(e),
             Err(source) => Err(RequestError::Task {
@@ -66,15 +60,22 @@ pub(crate) async fn handle<S: LayerStore>(
     }
 }
 
-/// Writes the whole tar into `out` and flushes it.
+/// Writes the whole tar into `out` and ends the stream; on failure the stream is aborted if
+/// it has started (and otherwise simply dropped: the caller answers with an error status).
 fn write_diff<S: LayerStore>(
     store: &S,
     id: &LayerId,
     parent: Option<&LayerId>,
-    out: &mut ChannelWriter,
+    mut out: ChannelWriter,
 ) -> Result<(), RequestError> {
-    store.diff(id, parent, out)?;
-    std::io::Write::flush(out).map_err(|source| RequestError::SendDiff {
+    if let Err(e) = store.diff(id, parent, &mut out) {
+        let e = RequestError::from(e);
+        if out.sent_any() {
+            out.abort(chain(&e));
+        }
+        return Err(e);
+    }
+    out.finish().map_err(|source| RequestError::SendDiff {
         id: id.to_string(),
         source,
     })

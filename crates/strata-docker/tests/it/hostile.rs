@@ -1,0 +1,287 @@
+//! The plugin socket under careless and hostile clients: relative or switching homes, the
+//! umask, clients that stall mid-request, idle and half-open connections by the hundred.
+//! Each test failed before the fix it covers (issue 10, "The plugin socket").
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use strata_docker::Limits;
+use strata_testkit::{mounts_under, require_root};
+
+use crate::support::{
+    apply_diff, eventually, json_path, open_fds, post, serial, tar, tar_header, Running, HANG,
+};
+
+fn init_body(home: &Path) -> String {
+    format!(r#"{{"Home":{},"Opts":null}}"#, json_path(home))
+}
+
+fn ok(reply: (String, String)) -> String {
+    assert_eq!(reply.0, "HTTP/1.1 200 OK", "{}", reply.1);
+    assert!(!reply.1.contains(r#""Err""#), "{}", reply.1);
+    reply.1
+}
+
+fn err(reply: (String, String)) -> String {
+    assert_eq!(reply.0, "HTTP/1.1 200 OK", "{}", reply.1);
+    let v: serde_json::Value = serde_json::from_str(&reply.1).unwrap();
+    v["Err"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error reply: {}", reply.1))
+        .to_owned()
+}
+
+/// A directory for homes on a disk filesystem (overlay upper dirs cannot live on every tmpfs).
+fn var_tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("strata-docker-it-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+fn short(header: f64, body: f64, max_connections: usize) -> Limits {
+    Limits {
+        header_timeout: Duration::from_secs_f64(header),
+        body_timeout: Duration::from_secs_f64(body),
+        max_connections,
+    }
+}
+
+#[test]
+fn init_relative_home_is_refused_and_nothing_is_created() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = Running::start(dir.path().join("p.sock"), Limits::default());
+    let relative = "strata-it-relative-home/h";
+    let e = err(post(
+        &plugin.socket,
+        "GraphDriver.Init",
+        &format!(r#"{{"Home":"{relative}"}}"#),
+    ));
+    assert!(e.contains("not an absolute path"), "{e}");
+    assert!(!Path::new("strata-it-relative-home").exists());
+    // Still waiting for a usable Init; nothing was saved.
+    assert!(
+        err(post(&plugin.socket, "GraphDriver.Exists", r#"{"ID":"x"}"#))
+            .contains("not initialised")
+    );
+    assert!(!dir.path().join("p.sock.strata-init").exists());
+    plugin.stop().unwrap();
+}
+
+#[test]
+fn reinit_with_another_home_is_refused_while_a_layer_is_mounted_and_switches_when_none_is() {
+    if !require_root("reinit_with_another_home_is_refused_while_a_layer_is_mounted") {
+        return;
+    }
+    let _serial = serial();
+    let dir = var_tmp();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let plugin = Running::start(dir.path().join("p.sock"), Limits::default());
+    let s = &plugin.socket;
+    ok(post(s, "GraphDriver.Init", &init_body(&a)));
+    ok(post(s, "GraphDriver.Create", r#"{"ID":"lower"}"#));
+    // A layer with a parent is an overlay mount once got (a base layer is its bare diff).
+    ok(post(
+        s,
+        "GraphDriver.CreateReadWrite",
+        r#"{"ID":"upper","Parent":"lower"}"#,
+    ));
+    ok(post(s, "GraphDriver.Get", r#"{"ID":"upper"}"#));
+
+    let e = err(post(s, "GraphDriver.Init", &init_body(&b)));
+    assert!(e.contains("mounted") && e.contains("upper"), "{e}");
+    assert!(!b.exists(), "a refused Init created its home");
+    // Still serving home a; the same home again is fine (dockerd restarted).
+    assert_eq!(
+        ok(post(s, "GraphDriver.Exists", r#"{"ID":"lower"}"#)),
+        r#"{"Exists":true}"#
+    );
+    ok(post(s, "GraphDriver.Init", &init_body(&a)));
+    assert_eq!(
+        ok(post(s, "GraphDriver.Exists", r#"{"ID":"lower"}"#)),
+        r#"{"Exists":true}"#
+    );
+
+    // Nothing mounted: the Init switches homes.
+    ok(post(s, "GraphDriver.Put", r#"{"ID":"upper"}"#));
+    ok(post(s, "GraphDriver.Init", &init_body(&b)));
+    assert_eq!(
+        ok(post(s, "GraphDriver.Exists", r#"{"ID":"lower"}"#)),
+        r#"{"Exists":false}"#
+    );
+    let saved = fs::read_to_string(dir.path().join("p.sock.strata-init")).unwrap();
+    assert!(saved.contains(&b.display().to_string()), "{saved}");
+    ok(post(s, "GraphDriver.Cleanup", ""));
+    plugin.stop().unwrap();
+    assert_eq!(mounts_under(dir.path()), Vec::<std::path::PathBuf>::new());
+}
+
+/// Sets the umask for the life of the guard.
+struct Umask(rustix::fs::Mode);
+
+impl Umask {
+    fn set(mask: u32) -> Umask {
+        Umask(rustix::process::umask(rustix::fs::Mode::from_raw_mode(
+            mask,
+        )))
+    }
+}
+
+impl Drop for Umask {
+    fn drop(&mut self) {
+        rustix::process::umask(self.0);
+    }
+}
+
+#[test]
+fn socket_and_saved_init_are_0600_under_umask_000() {
+    if !require_root("socket_and_saved_init_are_0600_under_umask_000") {
+        return;
+    }
+    let _serial = serial();
+    let dir = var_tmp();
+    let _umask = Umask::set(0);
+    let socket = dir.path().join("run/plugins/p.sock");
+    let plugin = Running::start(socket.clone(), Limits::default());
+    let meta = fs::symlink_metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "socket");
+    let run = fs::metadata(dir.path().join("run")).unwrap();
+    assert_eq!(run.permissions().mode() & 0o7777, 0o755, "socket directory");
+    ok(post(
+        &socket,
+        "GraphDriver.Init",
+        &init_body(&dir.path().join("home")),
+    ));
+    let saved = fs::metadata(dir.path().join("run/plugins/p.sock.strata-init")).unwrap();
+    assert_eq!(saved.permissions().mode() & 0o7777, 0o600, "saved Init");
+    ok(post(&socket, "GraphDriver.Cleanup", ""));
+    plugin.stop().unwrap();
+}
+
+#[test]
+fn stalled_apply_diff_times_out_leaves_the_layer_as_before_and_others_are_served_meanwhile() {
+    if !require_root("stalled_apply_diff_times_out_leaves_the_layer_as_before") {
+        return;
+    }
+    let _serial = serial();
+    let dir = var_tmp();
+    let home = dir.path().join("home");
+    let plugin = Running::start(dir.path().join("p.sock"), short(30.0, 1.0, 16));
+    let s = &plugin.socket;
+    ok(post(s, "GraphDriver.Init", &init_body(&home)));
+    ok(post(s, "GraphDriver.Create", r#"{"ID":"stalled"}"#));
+
+    // A client sends the head and half of a tar entry, then stops sending (and stays connected).
+    let mut stalling = UnixStream::connect(s).unwrap();
+    let header = tar_header("partial", 4096);
+    write!(
+        stalling,
+        "POST /GraphDriver.ApplyDiff?id=stalled&parent= HTTP/1.1\r\nHost: plugin\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        512 + 1000
+    )
+    .unwrap();
+    stalling.write_all(&header).unwrap();
+    stalling.write_all(&[b'x'; 1000]).unwrap();
+    stalling.write_all(b"\r\n").unwrap();
+
+    // Other clients are served while it stalls.
+    ok(post(s, "GraphDriver.Create", r#"{"ID":"other"}"#));
+    ok(apply_diff(s, "other", &tar(&[("done", b"ok")])));
+    assert_eq!(
+        ok(post(s, "GraphDriver.Exists", r#"{"ID":"stalled"}"#)),
+        r#"{"Exists":true}"#
+    );
+
+    // After the body timeout it gets an error, or at least loses its connection.
+    stalling.set_read_timeout(Some(HANG)).unwrap();
+    let mut reply = String::new();
+    let _ = stalling.read_to_string(&mut reply);
+    assert!(
+        reply.is_empty() || reply.contains("no data for"),
+        "the stalled ApplyDiff was answered: {reply}"
+    );
+
+    // The layer is as before (nothing applied) and its lock is free: a full ApplyDiff works.
+    let diff = home.join("stalled/diff");
+    assert_eq!(
+        fs::read_dir(&diff).unwrap().count(),
+        0,
+        "partial apply left"
+    );
+    ok(apply_diff(
+        s,
+        "stalled",
+        &tar(&[("complete", b"all of it")]),
+    ));
+    assert_eq!(fs::read(diff.join("complete")).unwrap(), b"all of it");
+    assert!(!diff.join("partial").exists());
+    ok(post(s, "GraphDriver.Cleanup", ""));
+    plugin.stop().unwrap();
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = Running::start(dir.path().join("p.sock"), short(0.5, 30.0, 16));
+    let mut c = UnixStream::connect(&plugin.socket).unwrap();
+    c.write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(HANG)).unwrap();
+    // The reply, then end of file once the kept-alive connection has idled out.
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let all = String::from_utf8(all).unwrap();
+    assert!(all.starts_with("HTTP/1.1 200 OK"), "{all}");
+    assert!(all.ends_with(r#"{"Implements":["GraphDriver"]}"#), "{all}");
+    plugin.stop().unwrap();
+}
+
+#[test]
+fn half_open_connections_are_capped_and_closed_new_clients_are_served_fds_come_back() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 16;
+    let plugin = Running::start(dir.path().join("p.sock"), short(0.25, 30.0, cap));
+    let socket = plugin.socket.clone();
+    // Let the runtime settle (threads, signal pipe) before counting.
+    post(&socket, "Plugin.Activate", "");
+    let baseline = open_fds();
+
+    // Many clients that send half a request head and then nothing.
+    let many = 300;
+    let flood: Vec<UnixStream> = (0..many)
+        .map(|_| {
+            let mut c = UnixStream::connect(&socket).unwrap();
+            c.write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHost: pl")
+                .unwrap();
+            c
+        })
+        .collect();
+    // The plugin holds at most `cap` of them (plus a few descriptors of its own).
+    let held = open_fds().saturating_sub(baseline + many);
+    assert!(held <= cap + 4, "the plugin holds {held} descriptors");
+
+    // A new client is served while the flood is still connected.
+    assert_eq!(post(&socket, "Plugin.Activate", "").0, "HTTP/1.1 200 OK");
+    // Every half-open connection is closed on the plugin's side: only ours remain.
+    eventually("the plugin closes every half-open connection", || {
+        open_fds() <= baseline + many + 2
+    });
+    for mut c in flood.iter().take(5) {
+        let mut buf = [0u8; 64];
+        c.set_read_timeout(Some(HANG)).unwrap();
+        assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "closed without a reply");
+    }
+    drop(flood);
+    eventually("descriptors come back", || open_fds() <= baseline + 2);
+    assert_eq!(post(&socket, "Plugin.Activate", "").0, "HTTP/1.1 200 OK");
+    plugin.stop().unwrap();
+}
