@@ -4,13 +4,27 @@
 //! dockerd started with `--experimental -s NAME` finds the plugin at
 //! `/run/docker/plugins/NAME.sock`, sends `Plugin.Activate`, then `GraphDriver.Init` with its
 //! home (`<data-root>/NAME`) and options, and from then on one `POST /GraphDriver.<Method>` per
-//! layer operation. Each request's method is parsed once into a [`wire::Method`], its body decoded
-//! (`router`), served by the one handler of that method (`handlers/<method>.rs`) as a blocking
-//! store call on a worker thread (`layer_store`, `driver_store`), and answered (`reply`);
-//! failures become `{"Err": "<whole chain>"}` in one place (`reply::failure`).
-//! `ApplyDiff` and `Diff` stream layer tars through bounded channels (`body`), so no layer is
-//! ever held in memory. Connections are kept alive and served concurrently; per-layer
-//! serialisation is the library's.
+//! layer operation. Connections are kept alive and served concurrently; per-layer
+//! serialisation is the library's. `ApplyDiff` and `Diff` stream layer tars through bounded
+//! channels, so no layer is ever held in memory.
+//!
+//! # Shape (one file, one job; an engine adapter can copy it)
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`wire`] | the protocol's bytes: the [`wire::Method`] enum (the only place a method name is spelled) and the JSON bodies |
+//! | `server` | runtime, accept loop (connection cap, accept backoff), timeouts per connection, shutdown |
+//! | `socket` | the socket file: path, stale/live, 0600, removal |
+//! | `stall_guard` | a connection whose writes may not stall (client not reading) |
+//! | `router` | one request → verb check, `Method` parsed once, body decoded, one handler, log line |
+//! | `handlers/<method>.rs` | one small handler per method: decoded request in, store call on a blocking thread, `Reply` out |
+//! | `reply` | `Reply` → HTTP response; `RequestError` → `{"Err": "<whole chain>"}` (the one place) |
+//! | `error` | [`Error`] (serving failed) and `RequestError` (one call failed) |
+//! | `plugin` | the shared state: the store the last `Init` opened, the limits |
+//! | `layer_store` | the `LayerStore` trait: what handlers need from a store (a fake in the tests) |
+//! | `driver_store` | `LayerStore` for [`strata::Driver`]: type conversions only |
+//! | `saved_init` | the last `Init`, saved beside the socket for a restarted plugin |
+//! | `body` | bounded channels between async bodies and the store's blocking `Read`/`Write`; a stream ends only with an explicit end |
 //!
 //! ```no_run
 //! let config = strata_docker::PluginConfig {

@@ -98,11 +98,6 @@ impl Method {
         Method::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    /// Whether the request body is JSON (every method but `ApplyDiff`, whose body is a tar).
-    pub fn has_json_body(self) -> bool {
-        self != Method::ApplyDiff
-    }
-
     /// Whether a successful reply is a tar stream rather than JSON (`Diff`); such a method
     /// answers a failure with an error status, since dockerd reads any 200 body as the tar.
     pub fn replies_with_tar(self) -> bool {
@@ -343,9 +338,8 @@ mod tests {
     }
 
     #[test]
-    fn method_only_apply_diff_has_a_tar_body_and_only_diff_a_tar_reply() {
+    fn method_only_diff_replies_with_a_tar() {
         for m in Method::ALL {
-            assert_eq!(m.has_json_body(), m != Method::ApplyDiff, "{m}");
             assert_eq!(m.replies_with_tar(), m == Method::Diff, "{m}");
         }
     }

@@ -65,3 +65,17 @@ pub fn run(args: Args) -> Result<Outcome> {
         .with_context(|| format!("serve docker plugin {} on {where_}", args.name))?;
     Ok(Outcome::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_accepts_fractions_and_refuses_zero_negative_and_words() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds("60"), Ok(Duration::from_secs(60)));
+        for bad in ["0", "-1", "NaN", "inf", "soon", ""] {
+            assert!(seconds(bad).is_err(), "{bad:?}");
+        }
+    }
+}
