@@ -355,3 +355,112 @@ fn half_open_connections_are_capped_and_closed_new_clients_are_served_fds_come_b
     assert_eq!(post(&socket, "Plugin.Activate", "").0, "HTTP/1.1 200 OK");
     plugin.stop().unwrap();
 }
+
+/// Set in the child process that runs the EMFILE scenario (its descriptor limit is lowered,
+/// which must not touch the other tests).
+const EMFILE_CHILD: &str = "STRATA_IT_EMFILE_CHILD";
+
+#[test]
+fn accept_failing_with_emfile_backs_off_and_the_waiting_client_is_served_afterwards() {
+    if std::env::var_os(EMFILE_CHILD).is_some() {
+        emfile_scenario();
+        return;
+    }
+    let _serial = serial();
+    // The scenario runs alone in a child copy of this test binary, which waits for it (every
+    // wait in the scenario is bounded, so the child ends).
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "hostile::accept_failing_with_emfile_backs_off_and_the_waiting_client_is_served_afterwards",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EMFILE_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+/// Runs in the child: exhausts the descriptors so that `accept` fails with EMFILE while a
+/// client waits, then frees them. The plugin logs the failure, does not spin (a few retries
+/// with growing pauses, not thousands), and serves the client once it can.
+fn emfile_scenario() {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+    impl Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Log {
+        type Writer = Log;
+        fn make_writer(&'a self) -> Log {
+            self.clone()
+        }
+    }
+    let log = Log(Arc::new(Mutex::new(Vec::new())));
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(log.clone())
+        .init();
+    let accept_failures = || {
+        String::from_utf8_lossy(&log.0.lock().unwrap())
+            .matches("accept failed")
+            .count()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = Running::start(dir.path().join("p.sock"), Limits::default());
+    assert_eq!(
+        post(&plugin.socket, "Plugin.Activate", "").0,
+        "HTTP/1.1 200 OK"
+    );
+
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open_fds() as u64 + 16),
+            maximum: before.maximum,
+        },
+    )
+    .unwrap();
+    // Take every descriptor but one, which the client's socket gets.
+    let mut filler = Vec::new();
+    while let Ok(f) = fs::File::open("/dev/null") {
+        filler.push(f);
+    }
+    filler.pop();
+    let mut client = UnixStream::connect(&plugin.socket).unwrap();
+    client
+        .write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    eventually("accept fails with EMFILE", || accept_failures() > 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let failures = accept_failures();
+    drop(filler);
+    setrlimit(Resource::Nofile, before).unwrap();
+    let (status, body) = crate::support::read_response(client);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body, r#"{"Implements":["GraphDriver"]}"#);
+    // Pauses of 10 ms doubling to 1 s: about eight tries in 1.5 s. A loop that does not back
+    // off retries as fast as the kernel answers, hundreds of thousands of times.
+    assert!(
+        (1..=50).contains(&failures),
+        "{failures} accept failures while descriptors were exhausted"
+    );
+    plugin.stop().unwrap();
+}
