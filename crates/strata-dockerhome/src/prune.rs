@@ -1,0 +1,93 @@
+//! `--prune`: with no dockerd on the data root (and its databases locked against one starting),
+//! scan again and remove each orphan with the store's crash-safe remove (the directory is renamed
+//! out of the home in one step, then deleted), children before parents, then the links in `l/`
+//! that point nowhere. Nothing in use or kept is touched.
+
+use crate::daemon::DaemonGuard;
+use crate::error::{Error, Result};
+use crate::scan::{self, Report, Target};
+
+/// Removes the orphans and dangling links of `t`; the report says what was removed.
+///
+/// # Errors
+/// A dockerd uses the data root ([`Error::DaemonRunning`]), the scan fails, or the home cannot
+/// be opened as a store. A layer that cannot be removed is not an error: the report carries it
+/// (`removed: false` with the error) and the caller exits non-zero.
+pub fn prune(t: &Target) -> Result<Report> {
+    let _guard = DaemonGuard::acquire(&t.docker_root).map_err(|d| Error::DaemonRunning {
+        root: t.docker_root.clone(),
+        pid: d.pid,
+        how: d.how,
+    })?;
+    let mut report = scan::scan_with(t, Vec::new())?;
+    if report.orphans.is_empty() && report.dangling_links.is_empty() {
+        return Ok(report);
+    }
+    let state = report.home.join(strata::layout::STATE_DIR);
+    let had_state = state.exists();
+    {
+        let driver =
+            strata::Driver::open(&report.home, strata::Options::default()).map_err(|source| {
+                Error::Store {
+                    op: "open overlay2 home",
+                    what: report.home.display().to_string(),
+                    source,
+                }
+            })?;
+        for o in &mut report.orphans {
+            let id: strata::LayerId = match o.id.parse() {
+                Ok(id) => id,
+                Err(e) => {
+                    o.error = Some(e.to_string());
+                    continue;
+                }
+            };
+            match driver.remove(&id) {
+                Ok(()) => {
+                    o.removed = true;
+                    tracing::info!(id = %o.id, size = o.size, "removed orphaned layer");
+                }
+                Err(e) => {
+                    let chain =
+                        std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join(": ");
+                    tracing::warn!(id = %o.id, "could not remove orphaned layer: {chain}");
+                    o.error = Some(chain);
+                }
+            }
+        }
+    }
+    // Links that pointed at a removed orphan (other than its own) now dangle too.
+    let after = scan::scan_with(t, Vec::new())?;
+    let mut dangling = report.dangling_links.clone();
+    for d in after.dangling_links {
+        if !dangling.iter().any(|x| x.name == d.name) {
+            dangling.push(d);
+        }
+    }
+    for d in &mut dangling {
+        let still = std::fs::symlink_metadata(&d.path).is_ok_and(|m| m.file_type().is_symlink())
+            && std::fs::metadata(&d.path).is_err();
+        d.removed = if still {
+            std::fs::remove_file(&d.path).is_ok()
+        } else {
+            // Gone already (removed with its layer), or it resolves again: nothing to do.
+            std::fs::symlink_metadata(&d.path).is_err()
+        };
+    }
+    report.dangling_links = dangling;
+    // strata's private state directory is not left behind in a home strata did not own.
+    if !had_state {
+        let staging_empty = std::fs::read_dir(state.join("staging"))
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(true);
+        if staging_empty {
+            if let Err(e) = std::fs::remove_dir_all(&state) {
+                tracing::warn!(path = %state.display(), "removing strata's state directory: {e}");
+            }
+        }
+    }
+    Ok(report)
+}
