@@ -45,7 +45,7 @@ pub enum Error {
         what: String,
         /// The store's error.
         #[source]
-        source: strata::Error,
+        source: Box<strata::Error>,
     },
 }
 

@@ -7,6 +7,17 @@ use crate::daemon::DaemonGuard;
 use crate::error::{Error, Result};
 use crate::scan::{self, Report, Target};
 
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// Removes the orphans and dangling links of `t`; the report says what was removed.
 ///
 /// # Errors
@@ -20,9 +31,41 @@ pub fn prune(t: &Target) -> Result<Report> {
         how: d.how,
     })?;
     let mut report = scan::scan_with(t, Vec::new())?;
-    if report.orphans.is_empty() && report.dangling_links.is_empty() {
+    if report.remaining() == 0 {
         return Ok(report);
     }
+    // Stale read-write layers leave the layer database first: moved into its tmp/ directory
+    // (which dockerd never reads) in one rename, then deleted. A crash in between leaves their
+    // layers as plain orphans for the next run.
+    let db_tmp = t.docker_root.join("image/overlay2/layerdb/tmp");
+    for m in &mut report.stale_mounts {
+        let trash = db_tmp.join(format!(
+            "strata-stale-mount-{}.{:016x}",
+            m.name,
+            rand_suffix()
+        ));
+        let moved =
+            std::fs::create_dir_all(&db_tmp).and_then(|()| std::fs::rename(&m.path, &trash));
+        match moved {
+            Ok(()) => {
+                if let Err(e) = std::fs::remove_dir_all(&trash) {
+                    tracing::warn!(path = %trash.display(), "deleting a stale mount entry: {e}");
+                }
+                m.removed = true;
+                tracing::info!(mount = %m.name, "removed stale read-write layer entry");
+            }
+            Err(e) => {
+                tracing::warn!(path = %m.path.display(), "could not remove stale mount entry: {e}");
+            }
+        }
+    }
+    // A layer of a stale mount that could not be dropped stays referenced: not removed.
+    let pinned: Vec<String> = report
+        .stale_mounts
+        .iter()
+        .filter(|m| !m.removed)
+        .flat_map(|m| std::iter::once(m.mount_id.clone()).chain(m.init_id.clone()))
+        .collect();
     let state = report.home.join(strata::layout::STATE_DIR);
     let had_state = state.exists();
     {
@@ -31,10 +74,14 @@ pub fn prune(t: &Target) -> Result<Report> {
                 Error::Store {
                     op: "open overlay2 home",
                     what: report.home.display().to_string(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         for o in &mut report.orphans {
+            if pinned.contains(&o.id) {
+                o.error = Some("its layer database entry could not be removed".into());
+                continue;
+            }
             let id: strata::LayerId = match o.id.parse() {
                 Ok(id) => id,
                 Err(e) => {

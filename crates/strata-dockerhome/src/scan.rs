@@ -57,6 +57,12 @@ pub enum Reference {
         /// The container id.
         container: String,
     },
+    /// A read-write layer in the layer database with no container, while a dockerd runs (the
+    /// legacy builder mounts one per build step).
+    MountWithoutContainer {
+        /// The name of the mount in `layerdb/mounts/`.
+        mount: String,
+    },
     /// A layer a running dockerd is registering (`layerdb/tmp/<write set>/cache-id`).
     BeingRegistered {
         /// The write set directory.
@@ -117,6 +123,25 @@ pub struct Kept {
     pub reason: String,
 }
 
+/// A read-write layer that dockerd's layer database still lists although no container owns it
+/// (`layerdb/mounts/<name>` with no `containers/<name>`): left by a dockerd killed during a
+/// legacy build step. Its layers are orphans; `--prune` removes this entry first, which also
+/// lets dockerd release the image layers it pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleMount {
+    /// The mount's name (a container id, or a random id of the builder's).
+    pub name: String,
+    /// `layerdb/mounts/<name>`.
+    pub path: PathBuf,
+    /// Its read-write layer.
+    pub mount_id: String,
+    /// Its init layer, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_id: Option<String>,
+    /// Whether `--prune` removed the entry.
+    pub removed: bool,
+}
+
 /// A link in `l/` whose layer does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DanglingLink {
@@ -157,6 +182,8 @@ pub struct Report {
     pub orphans: Vec<Orphan>,
     /// Links in `l/` that point at no layer.
     pub dangling_links: Vec<DanglingLink>,
+    /// Read-write layers of the layer database that no container owns.
+    pub stale_mounts: Vec<StaleMount>,
     /// Entries that are not provably orphans, with the reason.
     pub kept: Vec<Kept>,
     /// Layers in use, with what refers to them.
@@ -174,6 +201,7 @@ impl Report {
     pub fn remaining(&self) -> usize {
         self.orphans.iter().filter(|o| !o.removed).count()
             + self.dangling_links.iter().filter(|l| !l.removed).count()
+            + self.stale_mounts.iter().filter(|m| !m.removed).count()
     }
 }
 
@@ -197,6 +225,7 @@ fn layerdb_refs(
     daemon_running: bool,
     refs: &mut BTreeMap<String, BTreeSet<Reference>>,
     doubts: &mut Vec<String>,
+    stale: &mut Vec<StaleMount>,
 ) -> Result<()> {
     let db = t.layerdb();
     if !db.is_dir() {
@@ -219,25 +248,56 @@ fn layerdb_refs(
             }
         }
     }
+    // Read-write layers: a container's (named by the container id), or one the legacy builder
+    // mounts for the length of a build step (a random name, no container). One whose container
+    // is gone is dead once no dockerd runs: dockerd never releases it, and it pins its image's
+    // layers. Without a containers/ directory to check against, every one counts.
     let mounts = db.join("mounts");
+    let containers = t.docker_root.join("containers");
+    let can_judge = containers.is_dir();
     if mounts.is_dir() {
         for c in dir_names(&mounts)? {
             let p = mounts.join(&c).join("mount-id");
-            match read_trimmed(&p) {
-                Ok(id) if !id.is_empty() => add(
-                    id,
+            let mount_id = match read_trimmed(&p) {
+                Ok(id) if !id.is_empty() => Some(id),
+                Ok(_) => {
+                    doubts.push(format!("{} is empty", p.display()));
+                    None
+                }
+                Err(e) => {
+                    doubts.push(format!("{} cannot be read: {e}", p.display()));
+                    None
+                }
+            };
+            // A container created with no init layer has no init-id.
+            let init_id = read_trimmed(&mounts.join(&c).join("init-id"))
+                .ok()
+                .filter(|s| !s.is_empty());
+            let owned = !can_judge || containers.join(&c).is_dir();
+            if !owned && !daemon_running {
+                if let Some(mount_id) = mount_id {
+                    stale.push(StaleMount {
+                        path: mounts.join(&c),
+                        name: c,
+                        mount_id,
+                        init_id,
+                        removed: false,
+                    });
+                }
+                continue;
+            }
+            if let Some(id) = mount_id {
+                let r = if owned {
                     Reference::Container {
                         container: c.clone(),
-                    },
-                ),
-                Ok(_) => doubts.push(format!("{} is empty", p.display())),
-                Err(e) => doubts.push(format!("{} cannot be read: {e}", p.display())),
+                    }
+                } else {
+                    Reference::MountWithoutContainer { mount: c.clone() }
+                };
+                add(id, r);
             }
-            // A container created with no init layer has no init-id.
-            if let Ok(id) = read_trimmed(&mounts.join(&c).join("init-id")) {
-                if !id.is_empty() {
-                    add(id, Reference::ContainerInit { container: c });
-                }
+            if let Some(id) = init_id {
+                add(id, Reference::ContainerInit { container: c });
             }
         }
     }
@@ -402,7 +462,14 @@ pub(crate) fn scan_with(t: &Target, daemons: Vec<Daemon>) -> Result<Report> {
     let home = std::fs::canonicalize(&t.home).map_err(Error::io("open overlay2 home", &t.home))?;
     let mut refs: BTreeMap<String, BTreeSet<Reference>> = BTreeMap::new();
     let mut doubts = Vec::new();
-    layerdb_refs(t, !daemons.is_empty(), &mut refs, &mut doubts)?;
+    let mut stale_mounts = Vec::new();
+    layerdb_refs(
+        t,
+        !daemons.is_empty(),
+        &mut refs,
+        &mut doubts,
+        &mut stale_mounts,
+    )?;
 
     // Candidates: the home's directories other than l/ and dot names (strata's .strata).
     let mut kept = Vec::new();
@@ -553,6 +620,7 @@ pub(crate) fn scan_with(t: &Target, daemons: Vec<Daemon>) -> Result<Report> {
         daemons,
         orphans,
         dangling_links,
+        stale_mounts,
         kept,
         in_use,
         reclaimable,

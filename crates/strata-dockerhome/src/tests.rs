@@ -119,6 +119,7 @@ fn populated() -> Root {
     r.layer("ctr-init", Some("img2"));
     r.rw_layer("ctr", "ctr-init");
     r.container("cid", "ctr", Some("ctr-init"));
+    std::fs::create_dir_all(r.path().join("containers/cid")).unwrap();
     r.layer(B2, None);
     r.layer(B1, Some(B2));
     r.layer(STALE, Some("base"));
@@ -278,6 +279,63 @@ fn a_write_set_counts_only_while_a_daemon_runs() {
     }));
     let dead = scan_with(&r.target(), Vec::new()).unwrap();
     assert!(dead.orphans.iter().any(|o| o.id == "orphan2"));
+}
+
+#[test]
+fn a_mount_without_its_container_is_stale_unless_a_daemon_runs() {
+    let mut r = Root::new();
+    r.layer("base", None);
+    r.image_layer("c1", "base");
+    r.rw_layer("ctr", "base");
+    r.rw_layer("buildstep", "base");
+    r.container("cid", "ctr", None);
+    r.container("builder-mount", "buildstep", None);
+    std::fs::create_dir_all(r.path().join("containers/cid")).unwrap();
+    r.as_docker_left_it();
+    let daemon = Daemon {
+        pid: 1,
+        how: "test".into(),
+    };
+    let live = scan_with(&r.target(), vec![daemon]).unwrap();
+    assert!(live.stale_mounts.is_empty());
+    assert!(
+        refs_of(&live, "buildstep").contains(&Reference::MountWithoutContainer {
+            mount: "builder-mount".into()
+        })
+    );
+    let dead = scan_with(&r.target(), Vec::new()).unwrap();
+    assert_eq!(ids(&dead.stale_mounts, |m| &m.name), vec!["builder-mount"]);
+    assert_eq!(dead.stale_mounts[0].mount_id, "buildstep");
+    assert_eq!(ids(&dead.orphans, |o| &o.id), vec!["buildstep"]);
+    assert!(refs_of(&dead, "ctr").contains(&Reference::Container {
+        container: "cid".into()
+    }));
+    assert_eq!(dead.remaining(), 2);
+    // Without a containers/ directory nothing can be judged stale.
+    std::fs::remove_dir_all(r.path().join("containers")).unwrap();
+    let unsure = scan_with(&r.target(), Vec::new()).unwrap();
+    assert!(unsure.stale_mounts.is_empty() && unsure.orphans.is_empty());
+    std::fs::create_dir_all(r.path().join("containers/cid")).unwrap();
+    if !strata_testkit::require_root("a_mount_without_its_container_is_stale") {
+        return;
+    }
+    let pruned = crate::prune(&r.target()).unwrap();
+    assert!(pruned.stale_mounts[0].removed, "{pruned:#?}");
+    assert!(pruned.orphans[0].removed, "{pruned:#?}");
+    assert!(!r
+        .path()
+        .join("image/overlay2/layerdb/mounts/builder-mount")
+        .exists());
+    assert!(r
+        .path()
+        .join("image/overlay2/layerdb/mounts/cid/mount-id")
+        .exists());
+    assert!(!r.home().join("buildstep").exists());
+    assert!(r.home().join("ctr/diff").is_dir() && r.home().join("base/diff").is_dir());
+    // Nothing of the entry is left in the database's tmp/ either.
+    let tmp = r.path().join("image/overlay2/layerdb/tmp");
+    assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
+    assert_eq!(scan_with(&r.target(), Vec::new()).unwrap().remaining(), 0);
 }
 
 #[test]

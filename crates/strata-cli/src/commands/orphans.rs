@@ -96,6 +96,14 @@ pub fn run(args: Args, global_home: &std::path::Path, out: Output) -> Result<Out
                 l.target.display()
             )?;
         }
+        for m in &report.stale_mounts {
+            let state = if m.removed { " (removed)" } else { "" };
+            writeln!(
+                w,
+                "stale-mount {} (layer {}, no container){state}",
+                m.name, m.mount_id
+            )?;
+        }
         for k in &report.kept {
             writeln!(w, "kept {}: {}", k.id, k.reason)?;
         }
