@@ -3,7 +3,9 @@
 //! `init-id`), when BuildKit's metadata holds its id, when it is mounted or appears in a mount's
 //! options, or when it is a lower layer of a layer in use. What is left is an **orphan**, unless
 //! something makes the scan unsure (an unreadable layer database entry, a name that is not a
-//! layer id), and then it is **kept**, with the reason. Reads only; never writes to the data root.
+//! layer id), and then it is **kept**, with the reason. With no dockerd running, a read-write
+//! layer entry of the layer database whose container is gone is a **stale mount** and does not
+//! count. Reads only; never writes to the data root.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;

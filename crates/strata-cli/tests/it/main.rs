@@ -9,6 +9,7 @@
 mod archive;
 mod image;
 mod load;
+mod orphans;
 mod plugin;
 mod store;
 mod support;
