@@ -69,4 +69,6 @@ pub enum Command {
     Load(commands::load::Args),
     /// Serve Docker's graphdriver plugin protocol until SIGTERM or SIGINT.
     DockerPlugin(commands::docker_plugin::Args),
+    /// Find (and with --prune remove) layers a Docker overlay2 data root leaked.
+    Orphans(commands::orphans::Args),
 }

@@ -13,6 +13,7 @@ pub mod load;
 pub mod ls;
 pub mod metadata;
 pub mod mount;
+pub mod orphans;
 pub mod rm;
 pub mod size;
 pub mod status;
@@ -92,6 +93,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     if let Command::DockerPlugin(args) = cli.command {
         return docker_plugin::run(args);
     }
+    // Reads a Docker data root, not a strata home: no driver is opened for it.
+    if let Command::Orphans(args) = cli.command {
+        return orphans::run(args, &cli.home, out);
+    }
     let driver = open_driver(&cli.home, &cli.storage_opt)?;
     let d = &driver;
     match cli.command {
@@ -111,5 +116,6 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Size(args) => size::run(d, args, out),
         Command::Load(args) => load::run(d, args, out),
         Command::DockerPlugin(_) => unreachable!("served above"),
+        Command::Orphans(_) => unreachable!("served above"),
     }
 }

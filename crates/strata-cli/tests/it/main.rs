@@ -9,6 +9,7 @@
 mod archive;
 mod hardening;
 mod load;
+mod orphans;
 mod plugin;
 mod store;
 mod support;
