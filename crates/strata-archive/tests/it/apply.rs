@@ -669,3 +669,108 @@ fn apply_symlink_xattrs_are_set_and_exported() {
         b"fifo"
     );
 }
+
+/// Go's `archive/tar` output (tests/fixtures/go-tar, written by its gen.go): complete, and as
+/// Go-based tools such as umoci leave it when the writer is never closed.
+fn go_fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/go-tar")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn apply_go_tar_without_padding_or_end_blocks_matches_complete_archive() {
+    if !root_or_skip("apply_go_tar_without_padding_or_end_blocks_matches_complete_archive") {
+        return;
+    }
+    let closed = go_fixture("closed.tar");
+    let want = tempfile::tempdir().unwrap();
+    let s = apply(&closed[..], want.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(s.entries, 8);
+    let r = want.path();
+    assert_eq!(std::fs::read(r.join("bin/last")).unwrap().len(), 1000);
+    assert_eq!(md(&r.join("big-uid")).uid(), 1 << 30);
+    assert!(is_whiteout(&r.join("etc/gone")));
+    assert_eq!(
+        md(&r.join("etc/hostname.link")).ino(),
+        md(&r.join("etc/hostname")).ino()
+    );
+    // Directory times are left out: the implied ones (`usr/`, `bin/`) are "now".
+    let want = snapshot(r, false);
+    // The last entry's data (1000 bytes) ends the stream: no padding, no end blocks.
+    let unclosed = go_fixture("unclosed.tar");
+    assert_eq!(unclosed.len() % 512, 1000 % 512);
+    // Padding there, end blocks not; padding cut short; one end block only.
+    let flushed = go_fixture("flushed.tar");
+    let variants = [
+        ("unclosed", unclosed.clone()),
+        ("flushed", flushed.clone()),
+        ("padding cut short", closed[..unclosed.len() + 7].to_vec()),
+        ("one end block", closed[..flushed.len() + 512].to_vec()),
+    ];
+    for (what, tar) in variants {
+        let t = tempfile::tempdir().unwrap();
+        let s = apply(&tar[..], t.path(), &ApplyOptions::default())
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        assert_eq!(s.entries, 8, "{what}");
+        assert_same_tree(&snapshot(t.path(), false), &want, what);
+    }
+}
+
+#[test]
+fn apply_go_tar_cut_inside_data_or_header_is_unexpected_eof() {
+    if !root_or_skip("apply_go_tar_cut_inside_data_or_header_is_unexpected_eof") {
+        return;
+    }
+    let closed = go_fixture("closed.tar");
+    let unclosed = go_fixture("unclosed.tar").len();
+    for (what, cut) in [
+        ("inside the last entry's data", unclosed - 1),
+        ("inside the last header", unclosed - 1000 - 100),
+        ("inside an end block", go_fixture("flushed.tar").len() + 100),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let e = apply(&closed[..cut], t.path(), &ApplyOptions::default()).unwrap_err();
+        assert!(
+            matches!(e, strata_archive::Error::Read { ref source, .. }
+                if source.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{what}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn apply_gnu_tar_stripped_of_end_blocks_and_last_padding_is_accepted() {
+    if !root_or_skip("apply_gnu_tar_stripped_of_end_blocks_and_last_padding_is_accepted")
+        || !gnu_tar_available()
+    {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("d")).unwrap();
+    std::fs::write(src.path().join("d/a"), b"first").unwrap();
+    std::fs::write(src.path().join("d/z"), [5u8; 777]).unwrap();
+    let out = Command::new("tar")
+        .args(["--format=gnu", "--sort=name", "-C"])
+        .arg(src.path())
+        .args(["-cf", "-", "d"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let full = out.stdout;
+    assert_eq!(full.len() % 10240, 0, "GNU tar pads to its record size");
+    // Header d/, header d/a + 1 block, header d/z + 777 bytes of data: then stop.
+    let end = 512 + 1024 + 512 + 777;
+    assert_eq!(&full[end - 777..end], &[5u8; 777][..]);
+    let want = tempfile::tempdir().unwrap();
+    apply(&full[..], want.path(), &ApplyOptions::default()).unwrap();
+    let got = tempfile::tempdir().unwrap();
+    let s = apply(&full[..end], got.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(s.entries, 3);
+    assert_same_tree(
+        &snapshot(got.path(), true),
+        &snapshot(want.path(), true),
+        "stripped",
+    );
+}
