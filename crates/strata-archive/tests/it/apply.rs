@@ -774,3 +774,75 @@ fn apply_gnu_tar_stripped_of_end_blocks_and_last_padding_is_accepted() {
         "stripped",
     );
 }
+
+/// The process umask, as the kernel applies it to new files.
+fn umask() -> u32 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let l = s.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(l["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[test]
+fn apply_fresh_entries_get_exact_mode_despite_the_umask() {
+    if !root_or_skip("apply_fresh_entries_get_exact_mode_despite_the_umask") {
+        return;
+    }
+    // No default ACL here: the kernel takes the umask off every new entry's mode, and apply
+    // must put back what it took (a wrong idea of the umask would skip that chmod).
+    assert_ne!(
+        umask() & 0o022,
+        0,
+        "the test runs under the usual umask (022 or stricter)"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .entry(h("open", b'0').mode(0o666), b"o")
+        .entry(h("x", b'0').mode(0o777), b"x")
+        .entry(h("d/", b'5').mode(0o777), b"")
+        .entry(h("d/fifo", b'6').mode(0o666), b"")
+        .entry(h("odd", b'0').mode(0o667), b"1")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    for (p, want) in [
+        ("open", 0o666),
+        ("x", 0o777),
+        ("d", 0o777),
+        ("d/fifo", 0o666),
+        ("odd", 0o667),
+    ] {
+        assert_eq!(md(&t.path().join(p)).mode() & 0o7777, want, "{p}");
+    }
+}
+
+#[test]
+fn apply_access_time_is_kept_unless_before_modification_time() {
+    if !root_or_skip("apply_access_time_is_kept_unless_before_modification_time") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .pax(&[(b"atime", b"1700000000.5")])
+        .entry(h("later", b'0').mtime(1_600_000_000), b"l")
+        .pax(&[(b"atime", b"1500000000")])
+        .entry(h("earlier", b'0').mtime(1_600_000_000), b"e")
+        .pax(&[(b"atime", b"1600000000")])
+        .entry(h("equal", b'0').mtime(1_600_000_000), b"q")
+        .entry(h("none", b'0').mtime(1_600_000_000), b"n")
+        .pax(&[(b"atime", b"1700000000")])
+        .entry(h("dir/", b'5').mtime(1_600_000_000), b"")
+        .pax(&[(b"atime", b"1700000000")])
+        .symlink("link", "later")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let times = |p: &str| {
+        let m = md(&t.path().join(p));
+        (m.atime(), m.atime_nsec(), m.mtime())
+    };
+    // As moby: the tar's access time, unless it is before the modification time.
+    assert_eq!(times("later"), (1_700_000_000, 500_000_000, 1_600_000_000));
+    assert_eq!(times("earlier"), (1_600_000_000, 0, 1_600_000_000));
+    assert_eq!(times("equal"), (1_600_000_000, 0, 1_600_000_000));
+    assert_eq!(times("none"), (1_600_000_000, 0, 1_600_000_000));
+    assert_eq!(times("dir"), (1_700_000_000, 0, 1_600_000_000));
+    assert_eq!(times("link").0, 1_700_000_000);
+}
