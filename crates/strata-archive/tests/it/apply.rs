@@ -846,3 +846,92 @@ fn apply_access_time_is_kept_unless_before_modification_time() {
     assert_eq!(times("dir"), (1_700_000_000, 0, 1_600_000_000));
     assert_eq!(times("link").0, 1_700_000_000);
 }
+
+#[test]
+fn apply_aufs_metadata_is_skipped_except_files_in_the_hardlink_dir() {
+    if !root_or_skip("apply_aufs_metadata_is_skipped_except_files_in_the_hardlink_dir") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        // Only regular files inside `.wh..wh.plnk/` are extracted (and removed at the end): a
+        // file named like the directory itself is skipped, so the directory can still be made.
+        .file(".wh..wh.plnk", b"not the directory")
+        .file(".wh..wh.plnk/1", b"shared")
+        .symlink(".wh..wh.plnk/s", "1")
+        // Other AUFS metadata is skipped whatever it holds.
+        .file(".wh..wh.aufs", b"")
+        .file(".wh..wh.aufs/x", b"x")
+        .file(".wh..wh.orph/f", b"f")
+        .file(".wh..wh.longer-name", b"l")
+        .hardlink("a", ".wh..wh.plnk/1")
+        .end();
+    let s = apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(s.entries, 8);
+    assert_eq!(std::fs::read(t.path().join("a")).unwrap(), b"shared");
+    assert_eq!(
+        md(&t.path().join("a")).nlink(),
+        1,
+        "the hardlink dir is gone"
+    );
+    let names: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["a"]);
+}
+
+#[test]
+fn apply_delete_format_opaque_keeps_what_the_tar_wrote_at_any_depth() {
+    if !root_or_skip("apply_delete_format_opaque_keeps_what_the_tar_wrote_at_any_depth") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    for p in [
+        "op/old1",
+        "op/sub/old2",
+        "op/sub/deeper/old3",
+        "real/keep",
+        "top-old",
+    ] {
+        crate::common::write(r, p, b"x");
+    }
+    let o = ApplyOptions {
+        whiteouts: WhiteoutFormat::Delete,
+        ..Default::default()
+    };
+    let tar = Tar::new()
+        .dir("op")
+        .dir("op/sub")
+        .file("op/sub/new", b"n")
+        .file("op/.wh..wh..opq", b"")
+        // A marker beneath a symlink does nothing (moby's walk does not enter it).
+        .symlink("ln", "real")
+        .file("ln/.wh..wh..opq", b"")
+        .file("top-new", b"t")
+        .end();
+    apply(&tar[..], r, &o).unwrap();
+    let tree: Vec<String> = crate::common::snapshot(r, false).into_keys().collect();
+    assert_eq!(
+        tree,
+        [
+            "ln",
+            "op",
+            "op/sub",
+            "op/sub/new",
+            "real",
+            "real/keep",
+            "top-new",
+            "top-old"
+        ]
+    );
+    // At the root, the marker empties the root of what the tar did not write.
+    let tar = Tar::new()
+        .file("fresh", b"f")
+        .file(".wh..wh..opq", b"")
+        .end();
+    apply(&tar[..], r, &o).unwrap();
+    let tree: Vec<String> = crate::common::snapshot(r, false).into_keys().collect();
+    assert_eq!(tree, ["fresh"]);
+}
