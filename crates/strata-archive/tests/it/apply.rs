@@ -935,3 +935,50 @@ fn apply_delete_format_opaque_keeps_what_the_tar_wrote_at_any_depth() {
     let tree: Vec<String> = crate::common::snapshot(r, false).into_keys().collect();
     assert_eq!(tree, ["fresh"]);
 }
+
+/// Makes a file immutable (`chattr +i`) until dropped.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn new(p: &Path) -> Immutable {
+        let ok = Command::new("chattr").arg("+i").arg(p).status().unwrap();
+        assert!(ok.success(), "chattr +i {}", p.display());
+        Immutable(p.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn apply_whiteout_that_cannot_replace_names_the_path() {
+    if !root_or_skip("apply_whiteout_that_cannot_replace_names_the_path") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    crate::common::write(t.path(), "sub/x", b"immutable");
+    crate::common::write(t.path(), "y", b"immutable");
+    let _guards = [
+        Immutable::new(&t.path().join("sub/x")),
+        Immutable::new(&t.path().join("y")),
+    ];
+    for (name, shown) in [("sub/.wh.x", "sub/x"), (".wh.y", "y")] {
+        for whiteouts in [WhiteoutFormat::Overlay, WhiteoutFormat::Delete] {
+            let o = ApplyOptions {
+                whiteouts,
+                ..Default::default()
+            };
+            let e = apply(&Tar::new().file(name, b"").end()[..], t.path(), &o).unwrap_err();
+            assert_eq!(e.to_string(), format!("unlink {shown:?}"), "{whiteouts:?}");
+            assert_eq!(e.raw_os_error(), Some(libc_eperm()));
+        }
+    }
+    assert_eq!(std::fs::read(t.path().join("sub/x")).unwrap(), b"immutable");
+}
+
+fn libc_eperm() -> i32 {
+    rustix::io::Errno::PERM.raw_os_error()
+}
