@@ -347,3 +347,109 @@ pub(crate) fn empty_dir(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_in_root_fds_are_close_on_exec_whatever_the_flags() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(t.path().join("x")).expect("mkdir");
+        let root = rfs::open(t.path(), DIR_FLAGS, Mode::empty()).expect("open root");
+        for flags in [
+            DIR_FLAGS,
+            OFlags::PATH | OFlags::DIRECTORY,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+        ] {
+            let fd = open_in_root_raw(root.as_fd(), b"x", flags).expect("open x");
+            let fl = rustix::io::fcntl_getfd(&fd).expect("getfd");
+            assert!(fl.contains(rustix::io::FdFlags::CLOEXEC), "{flags:?}");
+            let fd = open_in_root(root.as_fd(), b"x", flags, "test").expect("open x");
+            let fl = rustix::io::fcntl_getfd(&fd).expect("getfd");
+            assert!(fl.contains(rustix::io::FdFlags::CLOEXEC), "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn explain_names_the_component_and_what_it_is() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let p = t.path();
+        std::fs::create_dir(p.join("d")).expect("mkdir");
+        std::fs::write(p.join("d/file"), b"x").expect("write");
+        rfs::mknodat(
+            rfs::CWD,
+            p.join("d/fifo"),
+            rfs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        let _sock = std::os::unix::net::UnixListener::bind(p.join("d/sock")).expect("bind");
+        std::os::unix::fs::symlink("/d", p.join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("file", p.join("d/tofile")).expect("symlink");
+        std::os::unix::fs::symlink("nowhere", p.join("d/dangling")).expect("symlink");
+        std::os::unix::fs::symlink("loop", p.join("d/loop")).expect("symlink");
+        let root = rfs::open(p, DIR_FLAGS, Mode::empty()).expect("open root");
+        let cases: &[(&str, &str)] = &[
+            ("d/file/x", "\"d/file\" is a regular file, not a directory"),
+            ("d/fifo/x", "\"d/fifo\" is a fifo, not a directory"),
+            ("d/sock/x", "\"d/sock\" is a socket, not a directory"),
+            ("d/missing/x", "\"d/missing\" does not exist"),
+            // Through a symlink that resolves (inside the root), on to the next component.
+            ("abs/file/x", "\"abs/file\" is a regular file, not a directory"),
+            (
+                "abs/tofile/x",
+                "\"abs/tofile\" is a symlink to \"file\", which does not lead to a directory",
+            ),
+            (
+                "d/dangling/x",
+                "\"d/dangling\" is a symlink to \"nowhere\", which leads to nothing beneath the root",
+            ),
+            (
+                "d/loop/x",
+                "\"d/loop\" is a symlink to \"loop\", which leads through too many symlinks (a loop?)",
+            ),
+        ];
+        for (rel, want) in cases {
+            let err = open_in_root_raw(
+                root.as_fd(),
+                rel.as_bytes(),
+                OFlags::PATH | OFlags::DIRECTORY,
+            )
+            .expect_err(rel);
+            assert_eq!(explain(root.as_fd(), rel.as_bytes(), err), *want, "{rel}");
+        }
+        // Nothing wrong on the way: the lookup's own error is all there is to say.
+        assert_eq!(
+            explain(root.as_fd(), b"d", Errno::ACCESS),
+            format!("the lookup failed ({})", Errno::ACCESS)
+        );
+        if rustix::process::geteuid().is_root() {
+            rfs::mknodat(
+                rfs::CWD,
+                p.join("d/chr"),
+                rfs::FileType::CharacterDevice,
+                Mode::empty(),
+                0,
+            )
+            .expect("mknod");
+            rfs::mknodat(
+                rfs::CWD,
+                p.join("d/blk"),
+                rfs::FileType::BlockDevice,
+                Mode::empty(),
+                0,
+            )
+            .expect("mknod");
+            assert_eq!(
+                explain(root.as_fd(), b"d/chr/x", Errno::NOTDIR),
+                "\"d/chr\" is a character device, not a directory"
+            );
+            assert_eq!(
+                explain(root.as_fd(), b"d/blk/x", Errno::NOTDIR),
+                "\"d/blk\" is a block device, not a directory"
+            );
+        }
+    }
+}
