@@ -681,7 +681,7 @@ fn go_fixture(name: &str) -> Vec<u8> {
 
 #[test]
 fn apply_go_tar_without_padding_or_end_blocks_matches_complete_archive() {
-    if !root_or_skip("apply_go_tar_without_padding_or_end_blocks_matches_complete_archive") {
+    if !require_root("apply_go_tar_without_padding_or_end_blocks_matches_complete_archive") {
         return;
     }
     let closed = go_fixture("closed.tar");
@@ -720,7 +720,7 @@ fn apply_go_tar_without_padding_or_end_blocks_matches_complete_archive() {
 
 #[test]
 fn apply_go_tar_cut_inside_data_or_header_is_unexpected_eof() {
-    if !root_or_skip("apply_go_tar_cut_inside_data_or_header_is_unexpected_eof") {
+    if !require_root("apply_go_tar_cut_inside_data_or_header_is_unexpected_eof") {
         return;
     }
     let closed = go_fixture("closed.tar");
@@ -742,7 +742,7 @@ fn apply_go_tar_cut_inside_data_or_header_is_unexpected_eof() {
 
 #[test]
 fn apply_gnu_tar_stripped_of_end_blocks_and_last_padding_is_accepted() {
-    if !root_or_skip("apply_gnu_tar_stripped_of_end_blocks_and_last_padding_is_accepted")
+    if !require_root("apply_gnu_tar_stripped_of_end_blocks_and_last_padding_is_accepted")
         || !gnu_tar_available()
     {
         return;
@@ -784,7 +784,7 @@ fn umask() -> u32 {
 
 #[test]
 fn apply_fresh_entries_get_exact_mode_despite_the_umask() {
-    if !root_or_skip("apply_fresh_entries_get_exact_mode_despite_the_umask") {
+    if !require_root("apply_fresh_entries_get_exact_mode_despite_the_umask") {
         return;
     }
     // No default ACL here: the kernel takes the umask off every new entry's mode, and apply
@@ -816,7 +816,7 @@ fn apply_fresh_entries_get_exact_mode_despite_the_umask() {
 
 #[test]
 fn apply_access_time_is_kept_unless_before_modification_time() {
-    if !root_or_skip("apply_access_time_is_kept_unless_before_modification_time") {
+    if !require_root("apply_access_time_is_kept_unless_before_modification_time") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -849,7 +849,7 @@ fn apply_access_time_is_kept_unless_before_modification_time() {
 
 #[test]
 fn apply_aufs_metadata_is_skipped_except_files_in_the_hardlink_dir() {
-    if !root_or_skip("apply_aufs_metadata_is_skipped_except_files_in_the_hardlink_dir") {
+    if !require_root("apply_aufs_metadata_is_skipped_except_files_in_the_hardlink_dir") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -883,7 +883,7 @@ fn apply_aufs_metadata_is_skipped_except_files_in_the_hardlink_dir() {
 
 #[test]
 fn apply_delete_format_opaque_keeps_what_the_tar_wrote_at_any_depth() {
-    if !root_or_skip("apply_delete_format_opaque_keeps_what_the_tar_wrote_at_any_depth") {
+    if !require_root("apply_delete_format_opaque_keeps_what_the_tar_wrote_at_any_depth") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -955,7 +955,7 @@ impl Drop for Immutable {
 
 #[test]
 fn apply_whiteout_that_cannot_replace_names_the_path() {
-    if !root_or_skip("apply_whiteout_that_cannot_replace_names_the_path") {
+    if !require_root("apply_whiteout_that_cannot_replace_names_the_path") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
