@@ -334,7 +334,26 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        if !strata_testkit::mounts_under(&self.path).contains(&self.path) {
+            return;
+        }
+        // A child another test thread is forking holds copies of our open directory fds until
+        // it execs: the mount can be busy for a moment. Retry before calling it a leak.
+        for _ in 0..20 {
+            let _ = Command::new("umount").arg(&self.path).status();
+            if !strata_testkit::mounts_under(&self.path).contains(&self.path) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if strata_testkit::mounts_under(&self.path).contains(&self.path) {
+            // Busy (a test still holds a file open): detach it so nothing is left mounted, and
+            // say so unless the test is already failing.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+            if !std::thread::panicking() {
+                panic!("{} was busy at the end of the test", self.path.display());
+            }
+        }
     }
 }
 
