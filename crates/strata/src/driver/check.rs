@@ -269,8 +269,15 @@ impl Check<'_> {
     fn staging(&mut self) -> Result<()> {
         let sdir = self.layout.staging();
         for e in std::fs::read_dir(&sdir).map_err(Error::io("read directory", &sdir))? {
-            let path = e.map_err(Error::io("read directory", &sdir))?.path();
-            let repaired = self.repair && std::fs::remove_dir_all(&path).is_ok();
+            let e = e.map_err(Error::io("read directory", &sdir))?;
+            let path = e.path();
+            // Directories (create, apply, remove) and files (a fill marker being made).
+            let repaired = self.repair
+                && if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&path).is_ok()
+                } else {
+                    std::fs::remove_file(&path).is_ok()
+                };
             self.report.add(
                 "leftover-staging",
                 path,

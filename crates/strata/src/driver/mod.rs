@@ -150,7 +150,8 @@ impl Driver {
     }
 
     /// Refuses `op` on `id` when a layer of its chain (`lowers`, and `id` itself when
-    /// `include_self`) was left incomplete. Costs one directory read when nothing is marked.
+    /// `include_self`) was left incomplete. Costs one directory read when nothing is marked, and
+    /// a link file read per marked layer otherwise (never a walk of the chain).
     fn refuse_incomplete(
         &self,
         op: &'static str,
@@ -158,18 +159,14 @@ impl Driver {
         include_self: bool,
         lowers: &LowerChain,
     ) -> Result<()> {
-        let marked = fill::marked(&self.layout)?;
-        if marked.is_empty() {
-            return Ok(());
-        }
-        let chain = include_self
-            .then(|| id.clone())
-            .into_iter()
-            .chain(lowers.0.iter().filter_map(|l| self.layer_of_link(l)));
-        for layer in chain {
-            if marked.binary_search(&layer).is_ok()
-                && fill::state(&self.layout, &layer)? == FillState::Incomplete
-            {
+        for layer in fill::marked(&self.layout)? {
+            let in_chain = if &layer == id {
+                include_self
+            } else {
+                self.link_of(&layer)
+                    .is_ok_and(|link| lowers.0.contains(&link))
+            };
+            if in_chain && fill::state(&self.layout, &layer)? == FillState::Incomplete {
                 return Err(Error::Incomplete {
                     op,
                     id: id.to_string(),

@@ -347,3 +347,41 @@ fn mount_of_layer_whose_lower_is_gone_names_the_missing_layer() {
     }
     assert!(h.mounts().is_empty());
 }
+
+#[test]
+fn marker_without_layer_and_leftover_marker_file_are_reported_and_repaired() {
+    if !require_root("marker_without_layer_and_leftover_marker_file_are_reported_and_repaired") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    // A load killed after marking a layer, before creating it; and one killed while making a
+    // marker (its staging file).
+    drop(d.begin_fill(&id("never")).unwrap());
+    std::fs::write(d.layout().staging().join("fill-x.0000000000000001"), "").unwrap();
+    let r = d.check(false).unwrap();
+    let mut kinds: Vec<&str> = r.problems.iter().map(|p| p.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["incomplete-layer", "leftover-staging"], "{r:?}");
+    assert!(r
+        .problems
+        .iter()
+        .any(|p| p.path == d.layout().incomplete(&id("never"))));
+    let r = d.check(true).unwrap();
+    assert!(r.all_repaired(), "{r:?}");
+    assert!(d.check(false).unwrap().is_clean());
+
+    // A layer created where a stale marker of that id lay is whole.
+    drop(d.begin_fill(&id("fresh")).unwrap());
+    d.create(&id("fresh"), None, NONE).unwrap();
+    assert!(d.check(false).unwrap().is_clean());
+    d.get(&id("fresh"), "").unwrap();
+    d.put(&id("fresh")).unwrap();
+    // A held marker is a fill in progress: not a problem, not refused.
+    let g = d.begin_fill(&id("fresh")).unwrap();
+    assert!(!g.was_incomplete());
+    assert!(d.check(false).unwrap().is_clean());
+    d.get(&id("fresh"), "").unwrap();
+    d.put(&id("fresh")).unwrap();
+    g.finish().unwrap();
+}
