@@ -10,11 +10,12 @@
 //! <home>/.strata/
 //!   locks/home.lock, locks/layer-<id>.lock   flock(2) files, never deleted
 //!   mounts/<id>                              mount reference count, decimal ("2")
-//!   staging/<op>-<id>.<random>               layers being created, applied or removed
+//!   staging/<op>-<id>.<random>               layers being created, applied or removed, and
+//!                                            fill markers being made (`fill-<id>.<random>`)
 //!   quota/<id>, quota/quota.lock             project id of a quota-backed layer ("1001\n")
-//!   incomplete/<id>                          a layer being filled in place (an apply that is not
-//!                                            all-or-nothing, a `strata load`), flock'd by the filler;
-//!                                            one nobody holds marks a layer left incomplete
+//!   incomplete/<id>                          a layer being filled in place (an apply that is
+//!                                            not all-or-nothing, `strata load`), flock'd by its
+//!                                            filler; one nobody holds marks it incomplete
 //! <home>/.strata-mount-probe-<pid>/          scratch of the mount API probe, while opening
 //! ```
 

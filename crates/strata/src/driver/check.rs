@@ -1,7 +1,8 @@
 //! `check` and `check --repair`: finds (and fixes) what a crash or a foreign tool can leave in a
-//! home — layers a failed or killed fill left incomplete, dangling or missing short links, missing `link` files, layers whose parent is gone,
-//! leftover staging directories, stale mount counts and mounts nothing references. Repair holds
-//! the home lock exclusively, so no create or remove runs meanwhile.
+//! home — layers a failed or killed fill left incomplete, dangling or missing short links,
+//! missing `link` files, layers whose parent is gone, leftover staging directories, stale mount
+//! counts and mounts nothing references. Repair holds the home lock exclusively, so no create or
+//! remove runs meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -19,9 +20,9 @@ use crate::mount::refs::MountFinding;
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// Machine-readable kind: `incomplete-layer`, `dangling-link`, `missing-link`, `missing-link-file`,
-    /// `not-a-link`, `missing-parent`, `leftover-staging`, `orphan-quota-record`,
-    /// `stale-mount-count`, `unreferenced-mount`.
+    /// Machine-readable kind: `incomplete-layer`, `dangling-link`, `missing-link`,
+    /// `missing-link-file`, `not-a-link`, `missing-parent`, `leftover-staging`,
+    /// `orphan-quota-record`, `stale-mount-count`, `unreferenced-mount`.
     pub kind: String,
     /// The path concerned.
     pub path: PathBuf,

@@ -322,7 +322,8 @@ fn mount_of_layer_whose_lower_is_gone_names_the_missing_layer() {
         d.parent(&id("top")).unwrap_err(),
     ] {
         assert!(
-            matches!(&e, Error::MissingLower { lower, position, .. } if lower == "mid" && position == "1st"),
+            matches!(&e, Error::MissingLower { lower, position, .. }
+                if lower == "mid" && position == "1st"),
             "{e:?}"
         );
         let msg = e.to_string();
