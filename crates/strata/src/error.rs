@@ -94,12 +94,12 @@ pub enum Error {
     /// The layer, or a layer it is built on, was left incomplete by a fill that failed or was
     /// killed (see [`crate::fill`]).
     #[error(
-        "{op} layer {id}: {} is incomplete (an apply or load into it failed or was killed); run \
-         `strata check --repair` to remove it, or apply its content again",
+        "{} is incomplete (an apply or load into it failed or was killed); run `strata check \
+         --repair` to remove it, or apply its content again",
         which_incomplete(id, incomplete)
     )]
     Incomplete {
-        /// What was refused (`mount`, `create a layer on`, ...).
+        /// What was refused (`mount`, `create`).
         op: &'static str,
         /// The layer the operation was asked for.
         id: String,
@@ -200,9 +200,9 @@ impl Error {
 
 fn which_incomplete(id: &str, incomplete: &str) -> String {
     if id == incomplete {
-        "the layer".to_owned()
+        format!("layer {id}")
     } else {
-        format!("the layer {incomplete} below it")
+        format!("layer {incomplete}, below layer {id},")
     }
 }
 

@@ -163,13 +163,16 @@ fn load_killed_midway_leaves_layer_reported_refused_repaired_and_reloaded() {
         .fails(4)
         .to_owned();
     assert!(
-        e.contains(&format!("the layer {top} below it is incomplete"))
+        e.contains(&format!("layer {top}, below layer c, is incomplete"))
             && e.contains("check --repair"),
         "{e}"
     );
     assert_eq!(h.run(&["exists", "c"]).code, 1);
     let e = h.run(&["mount", &top]).fails(4).to_owned();
-    assert!(e.contains("incomplete"), "{e}");
+    assert!(
+        e.contains(&format!("layer {top} is incomplete")) && e.contains("check --repair"),
+        "{e}"
+    );
     // Repair removes it and nothing else.
     let r = h.run(&["check", "--repair"]);
     assert!(r.ok().contains("(repaired)"), "{}", r.stdout);
