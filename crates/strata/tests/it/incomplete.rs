@@ -306,7 +306,13 @@ fn mount_of_layer_whose_lower_is_gone_names_the_missing_layer() {
     if !require_root("mount_of_layer_whose_lower_is_gone_names_the_missing_layer") {
         return;
     }
-    let h = TempHome::new();
+    // Both mount paths: lowerdir+ (where the kernel has it) and legacy mount(2).
+    missing_lower_is_named(&TempHome::new());
+    let legacy = strata::Options::parse(["strata.mount_api=legacy"]).unwrap();
+    missing_lower_is_named(&TempHome::with_options(legacy));
+}
+
+fn missing_lower_is_named(h: &TempHome) {
     let d = &h.driver;
     d.create(&id("base"), None, NONE).unwrap();
     d.create(&id("mid"), Some(&id("base")), NONE).unwrap();
