@@ -10,9 +10,12 @@
 //! <home>/.strata/
 //!   locks/home.lock, locks/layer-<id>.lock   flock(2) files, never deleted
 //!   mounts/<id>                              mount reference count, decimal ("2")
-//!   staging/<op>-<id>.<random>               layers being created, applied or removed
+//!   staging/<op>-<id>.<random>               layers being created, applied or removed, and
+//!                                            fill markers being made (`fill-<id>.<random>`)
 //!   quota/<id>, quota/quota.lock             project id of a quota-backed layer ("1001\n")
-//!   image-loads/<id>                         strata-image's load journal (see Layout::image_loads)
+//!   incomplete/<id>                          a layer being filled in place (an apply that is
+//!                                            not all-or-nothing, `strata load`), flock'd by its
+//!                                            filler; one nobody holds marks it incomplete
 //! <home>/.strata-mount-probe-<pid>/          scratch of the mount API probe, while opening
 //! ```
 
@@ -205,10 +208,21 @@ impl Layout {
         self.home
             .join(format!(".strata-mount-probe-{}", std::process::id()))
     }
-    /// `<home>/.strata/image-loads`: the directory reserved for `strata-image`'s load journal
-    /// (one marker per layer being loaded). The store never reads it.
-    pub fn image_loads(&self) -> PathBuf {
-        self.state().join("image-loads")
+    /// `<home>/.strata/incomplete`: one marker per layer being filled in place
+    /// ([`crate::fill`]).
+    pub fn incomplete_dir(&self) -> PathBuf {
+        self.state().join("incomplete")
+    }
+    /// `<home>/.strata/incomplete/<id>`: the marker of layer `id` while it is being filled (held
+    /// with an exclusive `flock`) or after a fill that did not finish (held by nobody).
+    pub fn incomplete(&self, id: &LayerId) -> PathBuf {
+        self.incomplete_dir().join(id.as_str())
+    }
+    /// The staging file a new marker of `id` is created and locked in before it is renamed to
+    /// [`Layout::incomplete`], so that the marker never exists unlocked while its filler lives.
+    /// `suffix` makes it unique.
+    pub fn incomplete_tmp(&self, id: &LayerId, suffix: u64) -> PathBuf {
+        self.staging().join(format!("fill-{id}.{suffix:016x}"))
     }
 }
 

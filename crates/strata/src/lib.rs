@@ -33,6 +33,7 @@
 
 mod driver;
 pub mod error;
+pub mod fill;
 pub mod id;
 pub mod layout;
 pub mod lock;
@@ -47,6 +48,7 @@ pub mod staging;
 pub use driver::check::{CheckReport, Problem};
 pub use driver::Driver;
 pub use error::{Error, Result};
+pub use fill::FillGuard;
 pub use id::{LayerId, LinkId};
 pub use options::{Options, StorageOpts};
 pub use strata_archive::{Change, ChangeKind, IdMapping, IdMaps};

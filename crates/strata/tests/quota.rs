@@ -634,3 +634,33 @@ fn check_repair_releases_orphan_quota_record() {
     assert!(d.check(false).unwrap().is_clean());
     assert!(q.project_id(&id("gone")).unwrap().is_none());
 }
+
+/// An apply into a quota-backed layer lands in place (the staging directory would not carry the
+/// project id): one the quota stops leaves the layer incomplete, which `check --repair` removes
+/// along with its quota record.
+#[test]
+fn apply_over_quota_leaves_layer_incomplete_and_repair_removes_it() {
+    let test = "apply_over_quota_leaves_layer_incomplete_and_repair_removes_it";
+    let Some(fs) = loop_fs(test, Kind::Xfs) else {
+        return;
+    };
+    let d = Driver::open(fs.home(), Options::default()).unwrap();
+    let l = id("limited");
+    d.create_read_write(&l, None, &size_opts(2 * MIB)).unwrap();
+    let big = "q".repeat(4 * MIB as usize);
+    let tar = strata_testkit::images::files_tar(&[("small", "s"), ("big", &big)]);
+    let e = d.apply_diff(&l, None, &tar[..]).unwrap_err();
+    assert!(e.to_string().contains("limited"), "{e}");
+    let report = d.check(false).unwrap();
+    let kinds: Vec<&str> = report.problems.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, ["incomplete-layer"], "{report:?}");
+    let e = d.get(&l, "").unwrap_err();
+    assert!(matches!(e, strata::Error::Incomplete { .. }), "{e:?}");
+    assert!(d.check(true).unwrap().all_repaired());
+    assert!(d.check(false).unwrap().is_clean());
+    assert!(!d.exists(&l));
+    assert!(
+        !d.layout().quota_record(&l).exists(),
+        "the quota record went with the layer"
+    );
+}

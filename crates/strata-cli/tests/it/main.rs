@@ -8,6 +8,7 @@
 
 mod archive;
 mod hardening;
+mod incomplete;
 mod load;
 mod orphans;
 mod plugin;

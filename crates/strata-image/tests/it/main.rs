@@ -21,7 +21,8 @@ type Layers = BTreeMap<String, (Option<String>, Vec<String>)>;
 struct FakeStore {
     layers: RefCell<Layers>,
     applies: RefCell<usize>,
-    journal: Option<std::path::PathBuf>,
+    /// A home layout whose fill markers the fake uses (as the real store does).
+    fills: Option<strata::layout::Layout>,
 }
 
 impl LayerStore for FakeStore {
@@ -41,9 +42,13 @@ impl LayerStore for FakeStore {
         &self,
         id: &LayerId,
         _: Option<&LayerId>,
+        fill: Option<&strata::FillGuard>,
         tar: &mut dyn Read,
     ) -> strata::Result<u64> {
         *self.applies.borrow_mut() += 1;
+        if self.fills.is_some() {
+            assert_eq!(fill.map(|f| f.id()), Some(id), "applied under its marker");
+        }
         // Like the real engine: stop at the end-of-archive blocks, leave the padding unread.
         let mut names = vec![];
         let mut size = 0;
@@ -63,8 +68,11 @@ impl LayerStore for FakeStore {
         self.layers.borrow_mut().remove(id.as_str());
         Ok(())
     }
-    fn journal_dir(&self) -> Option<std::path::PathBuf> {
-        self.journal.clone()
+    fn begin_fill(&self, id: &LayerId) -> strata::Result<Option<strata::FillGuard>> {
+        self.fills
+            .as_ref()
+            .map(|l| strata::fill::begin(l, id))
+            .transpose()
     }
 }
 
@@ -247,22 +255,23 @@ fn load_layer_left_unfinished_by_dead_loader_is_redone() {
     let (layers, ids) = two_layers();
     let path = dir.path().join("img.tar");
     docker_save(&path, &layers, &ids);
-    let journal = dir.path().join("journal");
+    let home = strata::layout::Layout::new(dir.path().join("home"));
+    for d in [home.locks(), home.staging(), home.incomplete_dir()] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let markers = || std::fs::read_dir(home.incomplete_dir()).unwrap().count();
     let store = FakeStore {
-        journal: Some(journal.clone()),
+        fills: Some(home.clone()),
         ..FakeStore::default()
     };
     let archive = Archive::open(&path, dir.path()).unwrap();
     archive.load(&store, &mut NoProgress).unwrap();
-    assert_eq!(
-        std::fs::read_dir(&journal).unwrap().count(),
-        0,
-        "markers are removed"
-    );
+    assert_eq!(markers(), 0, "markers are removed");
     // A loader died while filling the top layer: its marker is on disk, nobody holds it, and
     // the layer it left is empty.
     let top = Digest::chain(Some(&ids[0]), &ids[1]);
-    std::fs::write(journal.join(top.hex()), "").unwrap();
+    let top_id: LayerId = top.hex().parse().unwrap();
+    drop(strata::fill::begin(&home, &top_id).unwrap());
     store
         .layers
         .borrow_mut()
@@ -281,7 +290,12 @@ fn load_layer_left_unfinished_by_dead_loader_is_redone() {
         store.layers.borrow()[top.hex()].1,
         vec![".wh.gone", "added"]
     );
-    assert_eq!(std::fs::read_dir(&journal).unwrap().count(), 0);
+    assert_eq!(markers(), 0);
+    assert_eq!(
+        std::fs::read_dir(home.staging()).unwrap().count(),
+        0,
+        "no marker staging file is left"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `check` and `check --repair`: finds (and fixes) what a crash or a foreign tool can leave in a
-//! home — dangling or missing short links, missing `link` files, layers whose parent is gone,
-//! leftover staging directories, stale mount counts and mounts nothing references. Repair holds
-//! the home lock exclusively, so no create or remove runs meanwhile.
+//! home — layers a failed or killed fill left incomplete, dangling or missing short links,
+//! missing `link` files, layers whose parent is gone, leftover staging directories, stale mount
+//! counts and mounts nothing references. Repair holds the home lock exclusively, so no create or
+//! remove runs meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use super::Driver;
 use crate::error::{Error, Result};
+use crate::fill::{self, FillState};
 use crate::id::{LayerId, LinkId};
 use crate::layout::{Layout, LowerChain};
 use crate::lock::LockKind;
@@ -18,9 +20,9 @@ use crate::mount::refs::MountFinding;
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// Machine-readable kind: `dangling-link`, `missing-link`, `missing-link-file`,
-    /// `not-a-link`, `missing-parent`, `leftover-staging`, `orphan-quota-record`,
-    /// `stale-mount-count`, `unreferenced-mount`.
+    /// Machine-readable kind: `incomplete-layer`, `dangling-link`, `missing-link`,
+    /// `missing-link-file`, `not-a-link`, `missing-parent`, `leftover-staging`,
+    /// `orphan-quota-record`, `stale-mount-count`, `unreferenced-mount`.
     pub kind: String,
     /// The path concerned.
     pub path: PathBuf,
@@ -77,6 +79,7 @@ impl Driver {
             layers: self.list()?.into_iter().collect(),
             report: CheckReport::default(),
         };
+        check.incomplete()?;
         let link_to_layer = check.short_links()?;
         let valid_links = check.link_files(&link_to_layer);
         check.lower_chains(&valid_links);
@@ -97,6 +100,47 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// Markers nobody holds ([`crate::fill`]): a layer an apply or load left incomplete (removed
+    /// on repair, before the chains are checked, so the layers built on it are found as missing
+    /// their parent and removed too), or the marker of a layer that never came to exist (a load
+    /// killed before creating it; removed on repair). A held marker is a fill in progress.
+    fn incomplete(&mut self) -> Result<()> {
+        for id in fill::marked(self.layout)? {
+            if fill::state(self.layout, &id)? != FillState::Incomplete {
+                continue;
+            }
+            if self.layers.contains(&id) {
+                let repaired = self.repair
+                    && self.driver.remove_locked(&id).is_ok()
+                    && fill::state(self.layout, &id)? == FillState::None;
+                if repaired {
+                    self.layers.remove(&id);
+                }
+                self.report.add(
+                    "incomplete-layer",
+                    self.layout.layer(&id),
+                    format!(
+                        "layer {id} was left incomplete by an apply or load that failed or was \
+                         killed; it cannot be mounted or built on (repair removes it)"
+                    ),
+                    repaired,
+                );
+            } else {
+                let repaired = self.repair && fill::clear_stale(self.layout, &id).is_ok();
+                self.report.add(
+                    "incomplete-layer",
+                    self.layout.incomplete(&id),
+                    format!(
+                        "marker of layer {id}, which does not exist (a load killed before \
+                         creating it)"
+                    ),
+                    repaired,
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Short links: which link leads to which layer; entries that are not links, and links to
     /// no layer (removed on repair). Returns link name -> layer.
     fn short_links(&mut self) -> Result<BTreeMap<String, LayerId>> {
@@ -226,8 +270,15 @@ impl Check<'_> {
     fn staging(&mut self) -> Result<()> {
         let sdir = self.layout.staging();
         for e in std::fs::read_dir(&sdir).map_err(Error::io("read directory", &sdir))? {
-            let path = e.map_err(Error::io("read directory", &sdir))?.path();
-            let repaired = self.repair && std::fs::remove_dir_all(&path).is_ok();
+            let e = e.map_err(Error::io("read directory", &sdir))?;
+            let path = e.path();
+            // Directories (create, apply, remove) and files (a fill marker being made).
+            let repaired = self.repair
+                && if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&path).is_ok()
+                } else {
+                    std::fs::remove_file(&path).is_ok()
+                };
             self.report.add(
                 "leftover-staging",
                 path,

@@ -6,6 +6,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::fill;
 use crate::id::{LayerId, LinkId};
 use crate::layout::{LayerDir, Layout, LowerChain};
 use crate::lock::LockKind;
@@ -20,8 +21,8 @@ impl Driver {
     /// is refused: only read-write layers take quotas.
     ///
     /// # Errors
-    /// An invalid option, an existing layer, a missing parent, a chain too deep to mount, or a
-    /// filesystem error.
+    /// An invalid option, an existing layer, a missing parent, a parent left incomplete
+    /// ([`Error::Incomplete`]), a chain too deep to mount, or a filesystem error.
     pub fn create(&self, id: &LayerId, parent: Option<&LayerId>, opts: &StorageOpts) -> Result<()> {
         if !opts.is_empty() {
             return Err(Error::StorageOptNotSupported {
@@ -98,6 +99,7 @@ impl Driver {
                 LowerChain(chain)
             }
         };
+        self.refuse_incomplete("create", id, false, &lowers)?;
         plan::check_mountable(&self.layout, id, &lowers.0, &self.probes).map_err(|e| {
             let (limit, mount_api) = match e {
                 PlanError::TooManyLowers { .. } => (plan::MAX_LOWERS, "the kernel's overlayfs"),
@@ -145,6 +147,11 @@ impl Driver {
                 tracing::warn!(path = %link_path.display(), "removing link after a failed create: {rm}");
             }
             return Err(e);
+        }
+        // A marker nobody holds, of a layer that did not exist (a load killed before it
+        // created the layer), says nothing about this new, empty layer.
+        if let Err(e) = fill::clear_stale(&self.layout, id) {
+            tracing::warn!(%id, "clearing an old incomplete marker: {e}");
         }
         if let Some(p) = parent {
             // As Docker 20.10: the parent of a new layer is marked committed, and from then on

@@ -66,11 +66,13 @@ impl Driver {
     /// `merged` for a layer with parents, its `diff` directory for a base layer.
     ///
     /// # Errors
-    /// The layer does not exist, its chain cannot be mounted here, or the mount failed.
+    /// The layer does not exist, its chain cannot be mounted here, a layer of its chain is gone
+    /// ([`Error::MissingLower`]) or incomplete ([`Error::Incomplete`]), or the mount failed.
     pub fn get(&self, id: &LayerId, mount_label: &str) -> Result<PathBuf> {
         let _lock = self.layer_lock(id, LockKind::Exclusive)?;
         self.ensure_exists(id)?;
         let chain = self.lowers(id)?;
+        self.refuse_incomplete("mount", id, true, &chain)?;
         if chain.is_empty() {
             // As moby overlay2: no parents, no mount.
             return Ok(self.layout.diff(id));
@@ -98,6 +100,11 @@ impl Driver {
         }
         self.mounts
             .mount_first(id, &plan, read_only, |p| self.chown_to_root(p))
+            .map_err(|e| match e {
+                // The kernel names only a path; say which layer is gone.
+                Error::Mount { .. } => self.missing_lower(id, &chain).unwrap_or(e),
+                e => e,
+            })
     }
 
     /// Drops one reference to the layer's mount; the last one unmounts it and removes `merged`.

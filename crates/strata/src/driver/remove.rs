@@ -3,6 +3,7 @@
 //! home (ids are single path components, and deletion never follows symlinks).
 
 use crate::error::{Error, Result};
+use crate::fill;
 use crate::id::LayerId;
 use crate::lock::LockKind;
 
@@ -26,6 +27,7 @@ impl Driver {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.mounts.forget(id)?;
+                fill::clear_stale(&self.layout, id)?;
                 return Ok(());
             }
             Err(e) => return Err(Error::io("stat layer", &dir)(e)),
@@ -74,6 +76,10 @@ impl Driver {
             std::fs::remove_file(&trash)
         };
         removed.map_err(Error::io("delete removed layer", &trash))?;
+        // An incomplete layer's marker goes with it; a live filler's stays (its fill fails).
+        if let Err(e) = fill::clear_stale(&self.layout, id) {
+            tracing::warn!(%id, "clearing the incomplete marker of a removed layer: {e}");
+        }
         released?;
         tracing::debug!(%id, "removed layer");
         Ok(())

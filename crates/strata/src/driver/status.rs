@@ -69,10 +69,14 @@ impl Driver {
             return Ok(None);
         };
         self.layer_of_link(first)
+            .filter(|p| self.exists(p))
             .map(Some)
-            .ok_or_else(|| Error::Corrupt {
-                id: id.to_string(),
-                what: format!("its nearest lower l/{first} does not lead to a layer"),
+            .ok_or_else(|| {
+                self.missing_lower(id, &chain)
+                    .unwrap_or_else(|| Error::Corrupt {
+                        id: id.to_string(),
+                        what: format!("its nearest lower l/{first} does not lead to a layer"),
+                    })
             })
     }
 

@@ -4,6 +4,7 @@
 mod archive;
 mod conformance;
 mod crash;
+mod incomplete;
 mod interleave;
 mod layers;
 mod mounts;
