@@ -309,7 +309,12 @@ pub(crate) fn export_changes(
             })?;
             continue;
         }
-        let dir = open_in_root(rootfd.as_fd(), parent, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let dir = open_in_root(
+            rootfd.as_fd(),
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            "the directory of a changed path",
+        )?;
         let st = match rfs::statat(&dir, base, rfs::AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // As moby: a path that vanished is left out.

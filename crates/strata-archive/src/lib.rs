@@ -54,6 +54,9 @@ mod apply;
 mod changes;
 mod error;
 mod export;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod model;
 mod names;
 pub mod path;

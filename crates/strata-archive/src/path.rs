@@ -106,6 +106,27 @@ mod tests {
     }
 
     #[test]
+    fn clean_path_of_path_max_bytes_is_accepted_one_more_is_not() {
+        // 16 components of 255 bytes and the slashes between them: 4095 bytes.
+        let comp = "c".repeat(255);
+        let max = vec![comp.as_str(); 16].join("/");
+        assert_eq!(max.len(), PATH_MAX);
+        assert_eq!(clean(max.as_bytes()).unwrap().len(), PATH_MAX);
+        let mut comps = vec![comp.as_str(); 15];
+        let (d, e) = ("d".repeat(200), "e".repeat(55));
+        comps.extend([d.as_str(), e.as_str()]);
+        let over = comps.join("/");
+        assert_eq!(over.len(), PATH_MAX + 1);
+        assert!(matches!(
+            clean(over.as_bytes()),
+            Err(Error::InvalidName { reason, .. }) if reason.contains("4095")
+        ));
+        // The limit is on the cleaned path: dots and slashes that cleaning drops do not count.
+        let padded = format!("./{}/", max.replace('/', "//./"));
+        assert_eq!(clean(padded.as_bytes()).unwrap().len(), PATH_MAX);
+    }
+
+    #[test]
     fn split_last_parent_and_base() {
         assert_eq!(split_last(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
         assert_eq!(split_last(b"c"), (&b""[..], &b"c"[..]));

@@ -8,7 +8,7 @@ use std::path::Path;
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::apply::{open_in_root, DIR_FLAGS};
+use crate::apply::{open_in_root_raw, resolve_error, DIR_FLAGS};
 use crate::error::{Error, Result};
 use crate::export::{file_type, join, open_dir};
 use crate::model::{Change, ChangeKind};
@@ -86,10 +86,17 @@ pub(crate) fn changes_size(root: &Path, changes: &[Change]) -> Result<u64> {
             continue;
         }
         let (parent, base) = split_last(&rel);
-        let dir = match open_in_root(rootfd.as_fd(), parent, OFlags::PATH | OFlags::DIRECTORY) {
+        let dir = match open_in_root_raw(rootfd.as_fd(), parent, OFlags::PATH | OFlags::DIRECTORY) {
             Ok(d) => d,
-            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => continue,
-            Err(e) => return Err(e),
+            Err(Errno::NOENT) => continue,
+            Err(e) => {
+                return Err(resolve_error(
+                    rootfd.as_fd(),
+                    parent,
+                    "the directory of a changed path",
+                    e,
+                ))
+            }
         };
         match rfs::statat(&dir, base, rfs::AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => s.add(&st),

@@ -41,8 +41,8 @@ pub enum Command {
     Status,
     /// Create a layer (read-only image kind, or with --rw a container layer).
     Create(commands::create::Args),
-    /// Remove a layer (succeeds if it does not exist).
-    Rm(commands::IdArg),
+    /// Remove a layer (succeeds if it does not exist; refuses one with children unless --force).
+    Rm(commands::rm::Args),
     /// Exit 0 if the layer exists, 1 if not.
     Exists(commands::IdArg),
     /// List the layers, sorted.
@@ -71,4 +71,6 @@ pub enum Command {
     DockerPlugin(commands::docker_plugin::Args),
     /// Serve containerd's snapshot API (a proxy snapshotter) until SIGTERM or SIGINT.
     ContainerdSnapshotter(commands::containerd_snapshotter::Args),
+    /// Find (and with --prune remove) layers a Docker overlay2 data root leaked.
+    Orphans(commands::orphans::Args),
 }

@@ -25,13 +25,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors; everything else clap refuses is usage.
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let _ = e.print();
-            return ExitCode::from(code);
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::from(exit::OK);
+            }
+            let _ = writeln!(std::io::stderr(), "strata: error: {}", one_line_usage(&e));
+            return ExitCode::from(exit::USAGE);
         }
     };
     init_tracing();
@@ -43,6 +42,35 @@ fn main() -> ExitCode {
             ExitCode::from(exit::code_of(&err))
         }
     }
+}
+
+/// clap's several-line usage error as the one line docs/cli.md promises: the message, with
+/// its indented parts joined, then the usage line.
+fn one_line_usage(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut message = Vec::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage:") {
+            usage = Some(u.trim().to_owned());
+        } else if line.starts_with("For more information") {
+            continue;
+        } else if let Some(tip) = line.strip_prefix("tip:") {
+            message.push(format!("({})", tip.trim()));
+        } else if usage.is_none() {
+            message.push(
+                line.strip_prefix("error:")
+                    .unwrap_or(line)
+                    .trim()
+                    .to_owned(),
+            );
+        }
+    }
+    let mut out = message.join(" ");
+    if let Some(u) = usage {
+        out.push_str(&format!(" (usage: {u}; see --help)"));
+    }
+    out
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `warn`).

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let config = strata_docker::PluginConfig {
         name,
         socket: args.next().map(PathBuf::from),
+        limits: strata_docker::Limits::default(),
     };
     match strata_docker::serve(&config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,9 @@
 //! Bridges between async HTTP bodies and the store's blocking `Read`/`Write`: a bounded channel
 //! of chunks in each direction, so a layer streams through with at most a few chunks in memory.
-//! This module never parses tar or JSON and never calls the store.
+//! A stream ends cleanly only with an explicit [`Chunk::End`]: a sender that goes away without
+//! it (a client that disconnected or stalled, a task that died) is an error at the other end,
+//! never a short stream that looks complete. This module never parses tar or JSON and never
+//! calls the store.
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
@@ -17,18 +20,32 @@ pub(crate) const DEPTH: usize = 4;
 /// Size of the chunks [`ChannelWriter`] sends.
 pub(crate) const CHUNK: usize = 256 * 1024;
 
-/// The blocking side of a request body: reads the chunks an async task forwards.
+/// One message of a streamed body.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    /// The next bytes.
+    Data(Bytes),
+    /// The stream is complete.
+    End,
+    /// The stream broke; the receiver fails with this error.
+    Abort(io::Error),
+}
+
+/// The blocking side of a request body: reads the chunks an async task forwards. End of file
+/// only after [`Chunk::End`]; a closed channel before it is an `UnexpectedEof` error.
 #[derive(Debug)]
 pub(crate) struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<Chunk>,
     current: Bytes,
+    ended: bool,
 }
 
 impl ChannelReader {
-    pub(crate) fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> ChannelReader {
+    pub(crate) fn new(rx: mpsc::Receiver<Chunk>) -> ChannelReader {
         ChannelReader {
             rx,
             current: Bytes::new(),
+            ended: false,
         }
     }
 }
@@ -39,10 +56,19 @@ impl Read for ChannelReader {
             return Ok(0);
         }
         while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                Some(Chunk::Data(chunk)) => self.current = chunk,
+                Some(Chunk::End) => self.ended = true,
+                Some(Chunk::Abort(e)) => return Err(e),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the request body stopped before its end (the request was abandoned)",
+                    ))
+                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -52,16 +78,17 @@ impl Read for ChannelReader {
 }
 
 /// The blocking side of a response body: buffers writes into [`CHUNK`]s and sends them to the
-/// response stream. Dropping it ends the stream.
+/// response stream. [`finish`](Self::finish) ends the stream; dropping the writer without it
+/// breaks the stream.
 #[derive(Debug)]
 pub(crate) struct ChannelWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
+    tx: mpsc::Sender<Chunk>,
     buf: Vec<u8>,
     sent_any: bool,
 }
 
 impl ChannelWriter {
-    pub(crate) fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> ChannelWriter {
+    pub(crate) fn new(tx: mpsc::Sender<Chunk>) -> ChannelWriter {
         ChannelWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
@@ -74,10 +101,20 @@ impl ChannelWriter {
         self.sent_any
     }
 
+    /// Sends what is buffered and ends the stream cleanly.
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        self.send_buffer()?;
+        self.tx
+            .blocking_send(Chunk::End)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+
     /// Aborts the stream: the client sees a broken body instead of a short, valid-looking one.
     pub(crate) fn abort(self, message: String) {
         // A closed receiver means the client is gone already; nothing is left to tell.
-        let _ = self.tx.blocking_send(Err(io::Error::other(message)));
+        let _ = self
+            .tx
+            .blocking_send(Chunk::Abort(io::Error::other(message)));
     }
 
     fn send_buffer(&mut self) -> io::Result<()> {
@@ -86,7 +123,7 @@ impl ChannelWriter {
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         self.tx
-            .blocking_send(Ok(chunk))
+            .blocking_send(Chunk::Data(chunk))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
         self.sent_any = true;
         Ok(())
@@ -109,19 +146,22 @@ impl Write for ChannelWriter {
     }
 }
 
-/// A response body fed by a [`ChannelWriter`]; an `Err` chunk aborts the response.
+/// A response body fed by a [`ChannelWriter`]; [`Chunk::Abort`] or a writer gone without
+/// [`Chunk::End`] breaks the response.
 #[derive(Debug)]
 pub(crate) struct ChannelBody {
     first: Option<Bytes>,
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<Chunk>,
+    ended: bool,
 }
 
 impl ChannelBody {
     /// A body that starts with `first` (already received) and continues with `rx`.
-    pub(crate) fn new(first: Bytes, rx: mpsc::Receiver<io::Result<Bytes>>) -> ChannelBody {
+    pub(crate) fn new(first: Bytes, rx: mpsc::Receiver<Chunk>) -> ChannelBody {
         ChannelBody {
             first: Some(first),
             rx,
+            ended: false,
         }
     }
 }
@@ -137,9 +177,21 @@ impl Body for ChannelBody {
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        self.rx
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|r| r.map(Frame::data)))
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        self.rx.poll_recv(cx).map(|chunk| match chunk {
+            Some(Chunk::Data(data)) => Some(Ok(Frame::data(data))),
+            Some(Chunk::End) => {
+                self.ended = true;
+                None
+            }
+            Some(Chunk::Abort(e)) => Some(Err(e)),
+            None => Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the stream stopped before its end",
+            ))),
+        })
     }
 }
 
@@ -150,8 +202,11 @@ mod tests {
     #[test]
     fn channel_reader_reads_chunks_across_boundaries_then_eof() {
         let (tx, rx) = mpsc::channel(DEPTH);
-        tx.try_send(Ok(Bytes::from_static(b"hello "))).unwrap();
-        tx.try_send(Ok(Bytes::from_static(b"world"))).unwrap();
+        tx.try_send(Chunk::Data(Bytes::from_static(b"hello ")))
+            .unwrap();
+        tx.try_send(Chunk::Data(Bytes::from_static(b"world")))
+            .unwrap();
+        tx.try_send(Chunk::End).unwrap();
         drop(tx);
         let mut r = ChannelReader::new(rx);
         let mut s = String::new();
@@ -162,8 +217,9 @@ mod tests {
     #[test]
     fn channel_reader_error_chunk_is_a_read_error() {
         let (tx, rx) = mpsc::channel(DEPTH);
-        tx.try_send(Ok(Bytes::from_static(b"ab"))).unwrap();
-        tx.try_send(Err(io::Error::other("body broke"))).unwrap();
+        tx.try_send(Chunk::Data(Bytes::from_static(b"ab"))).unwrap();
+        tx.try_send(Chunk::Abort(io::Error::other("body broke")))
+            .unwrap();
         let mut r = ChannelReader::new(rx);
         let mut v = Vec::new();
         let err = r.read_to_end(&mut v).unwrap_err();
@@ -178,12 +234,14 @@ mod tests {
         let data = vec![7u8; CHUNK + 10];
         w.write_all(&data).unwrap();
         assert!(w.sent_any());
-        w.flush().unwrap();
-        drop(w);
-        let a = rx.blocking_recv().unwrap().unwrap();
-        let b = rx.blocking_recv().unwrap().unwrap();
-        assert_eq!(a.len(), CHUNK);
-        assert_eq!(b.len(), 10);
+        w.finish().unwrap();
+        let data = |c| match c {
+            Some(Chunk::Data(d)) => d,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(data(rx.blocking_recv()).len(), CHUNK);
+        assert_eq!(data(rx.blocking_recv()).len(), 10);
+        assert!(matches!(rx.blocking_recv(), Some(Chunk::End)));
         assert!(rx.blocking_recv().is_none());
     }
 
@@ -194,5 +252,29 @@ mod tests {
         let mut w = ChannelWriter::new(tx);
         w.write_all(b"x").unwrap();
         assert_eq!(w.flush().unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn channel_reader_sender_gone_without_end_is_an_error_not_eof() {
+        let (tx, rx) = mpsc::channel(DEPTH);
+        tx.try_send(Chunk::Data(Bytes::from_static(b"partial")))
+            .unwrap();
+        drop(tx);
+        let mut r = ChannelReader::new(rx);
+        let mut v = Vec::new();
+        let err = r.read_to_end(&mut v).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(v, b"partial");
+    }
+
+    #[tokio::test]
+    async fn channel_body_writer_dropped_without_finish_breaks_the_body() {
+        use http_body_util::BodyExt;
+        let (tx, rx) = mpsc::channel(DEPTH);
+        tx.try_send(Chunk::Data(Bytes::from_static(b"more")))
+            .unwrap();
+        drop(tx);
+        let body = ChannelBody::new(Bytes::from_static(b"first"), rx);
+        assert!(body.collect().await.is_err());
     }
 }

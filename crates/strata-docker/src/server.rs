@@ -11,20 +11,27 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::error::Error;
-use crate::routes::{handle, Plugin};
+use crate::layer_store::LayerStore;
+use crate::plugin::Plugin;
+use crate::router::handle;
+use crate::saved_init::InitRecord;
 use crate::socket::{self, BoundSocket};
-use crate::state::InitRecord;
-use crate::store::LayerStore;
+use crate::stall_guard::StallGuard;
 use crate::PluginConfig;
 
 /// How long requests in flight may take to finish after a stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// First and longest pause after a failed accept (EMFILE and the like); it doubles per failure
+/// in a row and starts over after a success.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// Binds the socket and serves with store `S` until SIGTERM or SIGINT.
 pub(crate) fn run<S: LayerStore>(config: &PluginConfig) -> Result<(), Error> {
@@ -45,7 +52,10 @@ pub(crate) fn run<S: LayerStore>(config: &PluginConfig) -> Result<(), Error> {
     let result = runtime.block_on(async {
         let stop = stop_signal()?;
         let (listener, bound) = socket::bind(&path)?;
-        let plugin = Arc::new(Plugin::<S>::new(Some(InitRecord::for_socket(&path))));
+        let plugin = Arc::new(Plugin::<S>::new(
+            Some(InitRecord::for_socket(&path)),
+            config.limits,
+        ));
         let resumer = Arc::clone(&plugin);
         // Opening a store probes the host and reads the mount table: blocking work.
         let _ = tokio::task::spawn_blocking(move || resumer.resume()).await;
@@ -74,7 +84,8 @@ fn stop_signal() -> Result<impl Future<Output = ()>, Error> {
 }
 
 /// Accepts connections on `listener` until `stop` resolves, then removes the socket and waits
-/// (bounded) for requests in flight.
+/// (bounded) for requests in flight. At most `max_connections` are served at once: beyond that
+/// nothing is accepted, and new clients wait in the socket's backlog until a connection closes.
 pub(crate) async fn serve_listener<S: LayerStore>(
     listener: StdUnixListener,
     bound: BoundSocket,
@@ -88,32 +99,65 @@ pub(crate) async fn serve_listener<S: LayerStore>(
     };
     listener.set_nonblocking(true).map_err(as_tokio)?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(as_tokio)?;
-    info!(socket = %bound.path().display(), "serving the docker graphdriver plugin protocol");
+    let limits = *plugin.limits();
+    info!(
+        socket = %bound.path().display(),
+        header_timeout = ?limits.header_timeout,
+        body_timeout = ?limits.body_timeout,
+        max_connections = limits.max_connections,
+        "serving the docker graphdriver plugin protocol"
+    );
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut backoff = ACCEPT_BACKOFF.0;
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let plugin = Arc::clone(&plugin);
-                    let service = service_fn(move |req| handle(Arc::clone(&plugin), req));
-                    let conn = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // EMFILE and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+        if slots.available_permits() == 0 {
+            debug!(
+                max_connections = limits.max_connections,
+                "connection limit reached; new clients wait"
+            );
+        }
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // never closed
             },
             () = &mut stop => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                backoff = ACCEPT_BACKOFF.0;
+                let plugin = Arc::clone(&plugin);
+                let service = service_fn(move |req| handle(Arc::clone(&plugin), req));
+                let io = StallGuard::new(stream, limits.body_timeout);
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(io), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        debug!(error = %e, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                // EMFILE and the like: back off instead of spinning; the client stays queued.
+                warn!(error = %e, pause = ?backoff, "accept failed");
+                drop(slot);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut stop => break,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+            }
         }
     }
     drop(listener);

@@ -16,11 +16,11 @@ use hyper_util::rt::TokioIo;
 use strata::{LayerId, StorageOpts};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::body::ChannelBody;
-use crate::routes::Plugin;
+use crate::body::{ChannelBody, Chunk};
+use crate::layer_store::LayerStore;
+use crate::plugin::Plugin;
+use crate::saved_init::InitRecord;
 use crate::socket;
-use crate::state::InitRecord;
-use crate::store::LayerStore;
 use crate::wire::{self, Change, InitRequest};
 
 /// A store whose layers are directories holding the last applied tar as `blob`.
@@ -52,6 +52,22 @@ impl LayerStore for FakeStore {
             root,
             rendezvous: Arc::new((Mutex::new(0), Condvar::new())),
         })
+    }
+
+    fn home(&self) -> &Path {
+        &self.root
+    }
+
+    /// Layers with a `mounted` marker file (written by `get`, removed by `put`).
+    fn mounted(&self) -> strata::Result<Vec<LayerId>> {
+        let mut v = Vec::new();
+        for entry in std::fs::read_dir(&self.root).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().join("mounted").exists() {
+                v.push(entry.file_name().to_str().unwrap().parse().unwrap());
+            }
+        }
+        Ok(v)
     }
 
     fn status(&self) -> Vec<(String, String)> {
@@ -128,13 +144,16 @@ impl LayerStore for FakeStore {
         if !self.exists(id) {
             return Err(Self::missing(id));
         }
+        std::fs::write(self.layer(id).join("mounted"), b"").unwrap();
         Ok(self.layer(id))
     }
 
     fn put(&self, id: &LayerId) -> strata::Result<()> {
-        self.exists(id)
-            .then_some(())
-            .ok_or_else(|| Self::missing(id))
+        if !self.exists(id) {
+            return Err(Self::missing(id));
+        }
+        let _ = std::fs::remove_file(self.layer(id).join("mounted"));
+        Ok(())
     }
 
     fn metadata(&self, id: &LayerId) -> strata::Result<BTreeMap<String, String>> {
@@ -223,11 +242,16 @@ impl Server {
     }
 
     async fn start_in(dir: tempfile::TempDir) -> Server {
+        Server::start_with(dir, crate::Limits::default()).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir, limits: crate::Limits) -> Server {
         let socket = dir.path().join("plugins/test.sock");
         let (listener, bound) = socket::bind(&socket).unwrap();
-        let plugin = Arc::new(Plugin::<FakeStore>::new(Some(InitRecord::for_socket(
-            &socket,
-        ))));
+        let plugin = Arc::new(Plugin::<FakeStore>::new(
+            Some(InitRecord::for_socket(&socket)),
+            limits,
+        ));
         plugin.resume();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(crate::server::serve_listener(
@@ -310,11 +334,12 @@ impl Client {
             while sent < total {
                 let n = chunk.min(total - sent);
                 let data: Vec<u8> = (sent..sent + n).map(|i| (i % 251) as u8).collect();
-                if tx.send(Ok(Bytes::from(data))).await.is_err() {
+                if tx.send(Chunk::Data(Bytes::from(data))).await.is_err() {
                     return;
                 }
                 sent += n;
             }
+            let _ = tx.send(Chunk::End).await;
         });
         let body = ChannelBody::new(Bytes::new(), rx).boxed();
         let resp = self

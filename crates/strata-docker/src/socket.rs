@@ -1,9 +1,10 @@
 //! The plugin's unix socket: where it lives, replacing a stale one, refusing a live one, and
-//! removing it again on shutdown (only if it is still ours). This module never speaks HTTP.
+//! removing it again on shutdown (only if it is still ours). The socket is 0600 whatever the
+//! umask: whoever can connect drives a root daemon's storage. This module never speaks HTTP.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -84,17 +85,23 @@ impl Drop for BoundSocket {
 }
 
 /// Binds `path`, replacing a stale socket file (nobody answers a connect) and refusing a live
-/// one. Creates the directory if needed.
+/// one. Creates the directory (0755) if needed. The socket is bound inside a private (0700)
+/// directory beside `path`, made 0600, and only then renamed into place, so no other user can
+/// connect at any moment, whatever the umask.
 ///
 /// # Errors
 /// [`Error::SocketInUse`], [`Error::NotASocket`], [`Error::Socket`].
 pub(crate) fn bind(path: &Path) -> Result<(UnixListener, BoundSocket), Error> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|source| Error::Socket {
-            op: "create directory",
-            path: dir.to_owned(),
-            source,
-        })?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|source| Error::Socket {
+                op: "create directory",
+                path: dir.to_owned(),
+                source,
+            })?;
     }
     match fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
@@ -122,11 +129,7 @@ pub(crate) fn bind(path: &Path) -> Result<(UnixListener, BoundSocket), Error> {
             })
         }
     }
-    let listener = UnixListener::bind(path).map_err(|source| Error::Socket {
-        op: "bind",
-        path: path.to_owned(),
-        source,
-    })?;
+    let listener = bind_private(path)?;
     Ok((
         listener,
         BoundSocket {
@@ -134,6 +137,37 @@ pub(crate) fn bind(path: &Path) -> Result<(UnixListener, BoundSocket), Error> {
             identity: identity(path).ok(),
         },
     ))
+}
+
+/// Binds in a fresh 0700 directory beside `path`, sets 0600, renames the socket to `path`.
+fn bind_private(path: &Path) -> Result<UnixListener, Error> {
+    let err = |op, path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Socket { op, path, source }
+    };
+    let mut private = path.as_os_str().to_owned();
+    private.push(format!(".bind-{}", std::process::id()));
+    let private = PathBuf::from(private);
+    // A leftover of a plugin that crashed right here (same pid after a reboot).
+    let _ = fs::remove_dir_all(&private);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(err("create directory", &private))?;
+    let result = (|| {
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o700))
+            .map_err(err("chmod", &private))?;
+        let inner = private.join("s");
+        let listener = UnixListener::bind(&inner).map_err(err("bind", &inner))?;
+        fs::set_permissions(&inner, fs::Permissions::from_mode(0o600))
+            .map_err(err("chmod", &inner))?;
+        fs::rename(&inner, path).map_err(err("bind", path))?;
+        Ok(listener)
+    })();
+    if let Err(e) = fs::remove_dir(&private) {
+        warn!(path = %private.display(), error = %e, "cannot remove the temporary socket directory");
+    }
+    result
 }
 
 fn remove_if_present(path: &Path) -> Result<(), Error> {
@@ -184,6 +218,23 @@ mod tests {
         assert!(path.exists());
         drop(guard);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn bind_socket_is_0600_and_leaves_no_temporary_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sock");
+        let (_listener, _guard) = bind(&path).unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("p.sock")]);
+        // The renamed socket still answers.
+        UnixStream::connect(&path).unwrap();
     }
 
     #[test]

@@ -10,6 +10,107 @@ use serde::{Deserialize, Serialize};
 /// The media type dockerd sends in `Accept` and that replies carry.
 pub const PLUGIN_MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
 
+/// A call of the plugin protocol: the path of `POST /<Method>`, parsed once per request. The
+/// spelling of every method lives here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `Plugin.Activate`: which subsystems the plugin implements.
+    Activate,
+    /// `GraphDriver.Init`: the home and options; opens the store.
+    Init,
+    /// `GraphDriver.Capabilities`.
+    Capabilities,
+    /// `GraphDriver.Status`: pairs for `docker info`.
+    Status,
+    /// `GraphDriver.Create`: an image layer.
+    Create,
+    /// `GraphDriver.CreateReadWrite`: a container layer.
+    CreateReadWrite,
+    /// `GraphDriver.Remove`.
+    Remove,
+    /// `GraphDriver.Get`: mount, answer the root directory.
+    Get,
+    /// `GraphDriver.Put`: release one `Get`.
+    Put,
+    /// `GraphDriver.Exists`.
+    Exists,
+    /// `GraphDriver.GetMetadata`.
+    GetMetadata,
+    /// `GraphDriver.Cleanup`: dockerd is stopping.
+    Cleanup,
+    /// `GraphDriver.ApplyDiff`: the layer tar is the body, the ids are in the query.
+    ApplyDiff,
+    /// `GraphDriver.Diff`: the layer tar is the reply.
+    Diff,
+    /// `GraphDriver.Changes`.
+    Changes,
+    /// `GraphDriver.DiffSize`.
+    DiffSize,
+}
+
+impl Method {
+    /// Every method, in the order of the protocol's documentation.
+    pub const ALL: [Method; 16] = [
+        Method::Activate,
+        Method::Init,
+        Method::Capabilities,
+        Method::Status,
+        Method::Create,
+        Method::CreateReadWrite,
+        Method::Remove,
+        Method::Get,
+        Method::Put,
+        Method::Exists,
+        Method::GetMetadata,
+        Method::Cleanup,
+        Method::ApplyDiff,
+        Method::Diff,
+        Method::Changes,
+        Method::DiffSize,
+    ];
+
+    /// The name on the wire, e.g. `GraphDriver.Get` (the request path without its `/`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Activate => "Plugin.Activate",
+            Method::Init => "GraphDriver.Init",
+            Method::Capabilities => "GraphDriver.Capabilities",
+            Method::Status => "GraphDriver.Status",
+            Method::Create => "GraphDriver.Create",
+            Method::CreateReadWrite => "GraphDriver.CreateReadWrite",
+            Method::Remove => "GraphDriver.Remove",
+            Method::Get => "GraphDriver.Get",
+            Method::Put => "GraphDriver.Put",
+            Method::Exists => "GraphDriver.Exists",
+            Method::GetMetadata => "GraphDriver.GetMetadata",
+            Method::Cleanup => "GraphDriver.Cleanup",
+            Method::ApplyDiff => "GraphDriver.ApplyDiff",
+            Method::Diff => "GraphDriver.Diff",
+            Method::Changes => "GraphDriver.Changes",
+            Method::DiffSize => "GraphDriver.DiffSize",
+        }
+    }
+
+    /// The method a request path names (`/GraphDriver.Get`; the leading `/` is optional).
+    /// `None` for anything else, e.g. another plugin subsystem's `VolumeDriver.Create`.
+    pub fn from_path(path: &str) -> Option<Method> {
+        let name = path.strip_prefix('/').unwrap_or(path);
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Whether a successful reply is a tar stream rather than JSON (`Diff`); such a method
+    /// answers a failure with an error status, since dockerd reads any 200 body as the tar.
+    pub fn replies_with_tar(self) -> bool {
+        self == Method::Diff
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Reply to `Plugin.Activate`: the subsystems this plugin implements.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivateResponse {
@@ -220,6 +321,27 @@ mod tests {
 
     fn json<T: Serialize>(v: &T) -> String {
         serde_json::to_string(v).unwrap()
+    }
+
+    #[test]
+    fn method_names_round_trip_through_from_path() {
+        for m in Method::ALL {
+            assert_eq!(Method::from_path(&format!("/{}", m.name())), Some(m));
+            assert_eq!(Method::from_path(m.name()), Some(m));
+            assert_eq!(m.to_string(), m.name());
+        }
+        assert_eq!(Method::from_path("/GraphDriver.Get"), Some(Method::Get));
+        assert_eq!(Method::from_path("/VolumeDriver.Create"), None);
+        assert_eq!(Method::from_path("/graphdriver.get"), None);
+        assert_eq!(Method::from_path("/GraphDriver.Get/x"), None);
+        assert_eq!(Method::from_path(""), None);
+    }
+
+    #[test]
+    fn method_only_diff_replies_with_a_tar() {
+        for m in Method::ALL {
+            assert_eq!(m.replies_with_tar(), m == Method::Diff, "{m}");
+        }
     }
 
     #[test]

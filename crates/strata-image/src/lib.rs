@@ -20,11 +20,11 @@
 //! cannot be seeked (a pipe, a compressed archive) is first spooled to an unnamed temporary file
 //! in a directory the caller chooses (the store's home, so the spool is on the same disk).
 //!
-//! Each layer being filled is marked in a journal directory the store names (for
-//! [`strata::Driver`]: `<home>/.strata/image-loads/<layer id>`), under an exclusive `flock`
-//! held until the layer is verified. A second load of the same layer waits for the first; a
-//! marker nobody holds was left by a loader that died, and its layer is removed and loaded
-//! again rather than reused half-filled.
+//! Each layer is filled under the store's fill marker ([`strata::Driver::begin_fill`]), taken
+//! before the layer is created and finished once its content is verified. A second load of the
+//! same layer waits for the first; a layer a load left unfinished (it failed or was killed) is
+//! marked incomplete in the store, which refuses to mount or build on it, and the next load
+//! removes it and loads it again rather than reuse it half-filled.
 //!
 //! This crate never prints and never touches a layer other than those it loads (and the
 //! unfinished ones a dead load left).
@@ -45,7 +45,6 @@
 pub mod compression;
 mod digest;
 mod error;
-mod journal;
 mod load;
 mod manifest;
 mod source;

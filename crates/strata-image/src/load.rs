@@ -4,14 +4,12 @@
 //! load fails. Never holds a layer in memory; never prints (progress goes to a [`Progress`]).
 
 use std::io::{self, BufReader, Read};
-use std::path::PathBuf;
 
-use strata::LayerId;
+use strata::{FillGuard, LayerId};
 
 use crate::compression::{Compression, Decoder};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
-use crate::journal::Journal;
 use crate::manifest::{ImagePlan, LayerPlan};
 use crate::source::Source;
 
@@ -24,7 +22,8 @@ pub trait LayerStore {
     /// # Errors
     /// As the store's create.
     fn create(&self, id: &LayerId, parent: Option<&LayerId>) -> strata::Result<()>;
-    /// Applies an uncompressed layer tar; returns the layer's size.
+    /// Applies an uncompressed layer tar; returns the layer's size. `fill` is the marker
+    /// [`LayerStore::begin_fill`] gave for the layer, if any: the apply runs under it.
     ///
     /// # Errors
     /// As the store's apply.
@@ -32,6 +31,7 @@ pub trait LayerStore {
         &self,
         id: &LayerId,
         parent: Option<&LayerId>,
+        fill: Option<&FillGuard>,
         tar: &mut dyn Read,
     ) -> strata::Result<u64>;
     /// Removes the layer.
@@ -39,10 +39,13 @@ pub trait LayerStore {
     /// # Errors
     /// As the store's remove.
     fn remove(&self, id: &LayerId) -> strata::Result<()>;
-    /// Where loads keep their markers of layers being filled (see the crate docs); `None`
-    /// turns crash detection and cross-process waiting off.
-    fn journal_dir(&self) -> Option<PathBuf> {
-        None
+    /// Marks layer `id` as being filled (see the crate docs), waiting while another load holds
+    /// the mark; `None` turns crash detection and cross-process waiting off.
+    ///
+    /// # Errors
+    /// As the store's `begin_fill`.
+    fn begin_fill(&self, _id: &LayerId) -> strata::Result<Option<FillGuard>> {
+        Ok(None)
     }
 }
 
@@ -57,20 +60,21 @@ impl LayerStore for strata::Driver {
         &self,
         id: &LayerId,
         parent: Option<&LayerId>,
+        fill: Option<&FillGuard>,
         tar: &mut dyn Read,
     ) -> strata::Result<u64> {
-        strata::Driver::apply_diff(self, id, parent, tar)
+        match fill {
+            Some(fill) if fill.id() == id => {
+                strata::Driver::apply_diff_filling(self, fill, parent, tar)
+            }
+            _ => strata::Driver::apply_diff(self, id, parent, tar),
+        }
     }
     fn remove(&self, id: &LayerId) -> strata::Result<()> {
         strata::Driver::remove(self, id)
     }
-    fn journal_dir(&self) -> Option<PathBuf> {
-        // Beside the store's own state, where Docker's driver never looks.
-        Some(
-            self.home()
-                .join(strata::layout::STATE_DIR)
-                .join("image-loads"),
-        )
+    fn begin_fill(&self, id: &LayerId) -> strata::Result<Option<FillGuard>> {
+        strata::Driver::begin_fill(self, id).map(Some)
     }
 }
 
@@ -130,7 +134,6 @@ pub(crate) fn load_plans(
     plans: &[ImagePlan],
     progress: &mut dyn Progress,
 ) -> Result<Vec<LoadedImage>> {
-    let journal = store.journal_dir().map(|d| Journal::open(&d)).transpose()?;
     let mut images = Vec::with_capacity(plans.len());
     for (image_no, plan) in plans.iter().enumerate() {
         let mut chain: Option<Digest> = None;
@@ -147,9 +150,13 @@ pub(crate) fn load_plans(
                 index,
                 count: plan.layers.len(),
             };
-            let mark = journal.as_ref().map(|j| j.mark(&id)).transpose()?;
-            if mark.as_ref().is_some_and(|m| m.stale) && store.exists(&id) {
-                // A loader died while filling this layer: its content cannot be trusted.
+            let fill = store.begin_fill(&id).map_err(|source| Error::Store {
+                op: "mark as being filled",
+                layer: id.to_string(),
+                source: Box::new(source),
+            })?;
+            if fill.as_ref().is_some_and(FillGuard::was_incomplete) && store.exists(&id) {
+                // A load failed or died while filling this layer: its content cannot be trusted.
                 tracing::warn!(layer = %id, "redoing a layer a previous load left unfinished");
                 store.remove(&id).map_err(|source| Error::Store {
                     op: "remove unfinished",
@@ -162,24 +169,33 @@ pub(crate) fn load_plans(
                 tracing::debug!(layer = %id, "reusing layer");
                 Ok((true, None))
             } else {
-                apply_layer(store, src, layer, pos, &id, parent.as_ref(), progress)
-                    .map(|applied| (false, Some(applied)))
+                let at = LayerAt {
+                    pos,
+                    id: &id,
+                    parent: parent.as_ref(),
+                    fill: fill.as_ref(),
+                };
+                apply_layer(store, src, layer, at, progress).map(|applied| (false, Some(applied)))
             };
             let (reused, applied) = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    // The failed layer was removed; its marker goes too, unless the removal
-                    // failed, when it stays for the next load to redo the layer.
-                    if let Some(m) = mark.filter(|_| !store.exists(&id)) {
-                        if let Err(me) = m.done() {
-                            tracing::warn!(layer = %id, error = %me, "removing load marker");
+                    // The failed layer was removed; its mark goes too, unless the removal
+                    // failed: then the layer stays marked incomplete for the next load to redo.
+                    if let Some(f) = fill.filter(|_| !store.exists(&id)) {
+                        if let Err(me) = f.finish() {
+                            tracing::warn!(layer = %id, error = %me, "removing fill marker");
                         }
                     }
                     return Err(e);
                 }
             };
-            if let Some(m) = mark {
-                m.done()?;
+            if let Some(f) = fill {
+                f.finish().map_err(|source| Error::Store {
+                    op: "finish",
+                    layer: id.to_string(),
+                    source: Box::new(source),
+                })?;
             }
             let loaded = LoadedLayer {
                 id: id.clone(),
@@ -209,45 +225,53 @@ struct LayerPos {
     count: usize,
 }
 
-/// Creates layer `id` and streams the blob into it; removes it again on any failure.
+/// Where a layer goes: its place in the image, its id and parent, and its fill marker.
+#[derive(Clone, Copy)]
+struct LayerAt<'a> {
+    pos: LayerPos,
+    id: &'a LayerId,
+    parent: Option<&'a LayerId>,
+    fill: Option<&'a FillGuard>,
+}
+
+/// Creates the layer and streams the blob into it; removes it again on any failure.
 fn apply_layer(
     store: &dyn LayerStore,
     src: &Source,
     layer: &LayerPlan,
-    pos: LayerPos,
-    id: &LayerId,
-    parent: Option<&LayerId>,
+    at: LayerAt<'_>,
     progress: &mut dyn Progress,
 ) -> Result<(u64, Compression)> {
     let (blob, blob_size) = src.open_file(&layer.blob, "layer")?;
-    progress.layer_start(pos.image, pos.index, pos.count, blob_size);
-    store.create(id, parent).map_err(|source| Error::Store {
-        op: "create",
-        layer: id.to_string(),
-        source: Box::new(source),
-    })?;
-    let result = stream_into(store, src, layer, pos.index, id, parent, blob, progress);
+    progress.layer_start(at.pos.image, at.pos.index, at.pos.count, blob_size);
+    store
+        .create(at.id, at.parent)
+        .map_err(|source| Error::Store {
+            op: "create",
+            layer: at.id.to_string(),
+            source: Box::new(source),
+        })?;
+    let result = stream_into(store, src, layer, at, blob, progress);
     if result.is_err() {
         // Differs from a plain apply: the layer is taken out again, so a failed load never
         // leaves a layer whose id promises content it does not hold.
-        if let Err(e) = store.remove(id) {
-            tracing::warn!(layer = %id, error = %e, "removing the partly loaded layer failed");
+        if let Err(e) = store.remove(at.id) {
+            tracing::warn!(layer = %at.id, error = %e, "removing the partly loaded layer failed");
         }
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 fn stream_into(
     store: &dyn LayerStore,
     src: &Source,
     layer: &LayerPlan,
-    index: usize,
-    id: &LayerId,
-    parent: Option<&LayerId>,
+    at: LayerAt<'_>,
     blob: Box<dyn io::BufRead + Send + '_>,
     progress: &mut dyn Progress,
 ) -> Result<(u64, Compression)> {
+    let index = at.pos.index;
+    let id = at.id;
     let read_err = |source| Error::ReadLayer {
         archive: src.path().to_owned(),
         index,
@@ -272,7 +296,7 @@ fn stream_into(
     let compression = decoder.kind();
     let mut tar = HashingReader::new(decoder);
     let size = store
-        .apply_diff(id, parent, &mut tar)
+        .apply_diff(id, at.parent, at.fill, &mut tar)
         .map_err(|source| Error::Store {
             op: "apply",
             layer: id.to_string(),

@@ -1,5 +1,6 @@
 //! Filesystem facts: the backing filesystem's magic number and name, and whether `readdir`
-//! reports file types (d_type). Read-only probes: nothing here changes the filesystem.
+//! reports file types (d_type). The magic and name are read-only; the d_type probe creates
+//! and removes one file in the directory it is asked about.
 
 use std::io;
 use std::path::Path;

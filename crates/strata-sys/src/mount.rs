@@ -53,7 +53,7 @@ impl fmt::Display for MountError {
 impl std::error::Error for MountError {}
 
 /// One overlay mount described for the new mount API.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OverlayConfig {
     /// Lower directories, top-most first.
     pub lowers: Vec<PathBuf>,

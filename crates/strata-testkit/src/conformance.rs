@@ -2,7 +2,7 @@
 //! strata's [`Driver`]. Each function panics with a message when the driver misbehaves.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use strata::{Driver, LayerId, StorageOpts};
@@ -156,9 +156,4 @@ pub fn list_layers(d: &Driver) {
         d.remove(l).unwrap();
     }
     assert!(d.list().unwrap().is_empty());
-}
-
-/// Checks the owner of a path is root (for adapters).
-pub fn owned_by_root(p: &Path) -> bool {
-    std::fs::metadata(p).map(|m| m.uid() == 0).unwrap_or(false)
 }

@@ -1,15 +1,22 @@
 //! Test kit for strata: [`TempHome`] (a fresh home per test whose drop FAILS the test if a mount
-//! leaked), root checks that fail loudly under CI, and the driver conformance suite — Docker's
+//! leaked), root checks that fail loudly under CI, tar and image builders ([`images`]), and the
+//! driver conformance suite — Docker's
 //! graphtest cases rewritten — that the library tests and every engine adapter reuse.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
 pub mod conformance;
+pub mod images;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use strata::{Driver, Options};
+use strata::{Driver, LayerId, Options};
+
+/// A layer id from a literal a test knows to be valid.
+pub fn layer_id(s: &str) -> LayerId {
+    s.parse().unwrap()
+}
 
 /// True when running as root. When not root: panics under `STRATA_REQUIRE_ROOT=1` (CI), else
 /// prints why the test is skipped and returns false.

@@ -6,10 +6,7 @@
 use std::time::{Duration, Instant};
 
 use strata::{Driver, LayerId, Options, StorageOpts};
-
-fn id(s: &str) -> LayerId {
-    s.parse().unwrap()
-}
+use strata_testkit::layer_id as id;
 
 fn chain(d: &Driver, prefix: &str, depth: usize) -> LayerId {
     let none = StorageOpts::default();

@@ -32,6 +32,14 @@ pub enum Error {
         /// What to do about it.
         hint: String,
     },
+    /// The home path cannot be a home: it is not a directory.
+    #[error("home {path} is not a directory: {reason}")]
+    InvalidHome {
+        /// The home as given.
+        path: PathBuf,
+        /// What was found there and what to do.
+        reason: String,
+    },
     /// The layer does not exist.
     #[error("layer {id} does not exist")]
     LayerNotFound {
@@ -82,6 +90,36 @@ pub enum Error {
         id: String,
         /// What is wrong.
         what: String,
+    },
+    /// The layer, or a layer it is built on, was left incomplete by a fill that failed or was
+    /// killed (see [`crate::fill`]).
+    #[error(
+        "{} is incomplete (an apply or load into it failed or was killed); run `strata check \
+         --repair` to remove it, or apply its content again",
+        which_incomplete(id, incomplete)
+    )]
+    Incomplete {
+        /// What was refused (`mount`, `create`).
+        op: &'static str,
+        /// The layer the operation was asked for.
+        id: String,
+        /// The incomplete layer: `id` itself or one of its lowers.
+        incomplete: String,
+    },
+    /// A layer below the layer is gone (removed with its children still there, or lost).
+    #[error(
+        "layer {id}: its lower layer {lower} is missing (the {position} of {depth} below it); \
+         run `strata check` (`strata check --repair` removes layers whose lowers are gone)"
+    )]
+    MissingLower {
+        /// The layer whose chain was resolved.
+        id: String,
+        /// The missing layer: its id when its short link still names it, else `l/<link>`.
+        lower: String,
+        /// Which lower, counted from the nearest ("1st", "2nd", ...).
+        position: String,
+        /// How many lowers the layer has.
+        depth: usize,
     },
     /// A filesystem operation failed.
     #[error("{op} {}", path.display())]
@@ -143,6 +181,7 @@ impl Error {
         matches!(
             self,
             Error::InvalidId { .. }
+                | Error::InvalidHome { .. }
                 | Error::InvalidOption { .. }
                 | Error::ChainTooLong { .. }
                 | Error::StorageOptNotSupported { .. }
@@ -157,6 +196,26 @@ impl Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
     }
+}
+
+fn which_incomplete(id: &str, incomplete: &str) -> String {
+    if id == incomplete {
+        format!("layer {id}")
+    } else {
+        format!("layer {incomplete}, below layer {id},")
+    }
+}
+
+/// The ordinal of a 1-based position ("1st", "2nd", "3rd", "11th", ...).
+pub(crate) fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// Result alias of the store.

@@ -29,9 +29,11 @@
 //! This crate never prints and has no async runtime; the CLI and the engine adapters wrap it.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod driver;
 pub mod error;
+pub mod fill;
 pub mod id;
 pub mod layout;
 pub mod lock;
@@ -46,6 +48,7 @@ pub mod staging;
 pub use driver::check::{CheckReport, Problem};
 pub use driver::Driver;
 pub use error::{Error, Result};
+pub use fill::FillGuard;
 pub use id::{LayerId, LinkId};
 pub use options::{Options, StorageOpts};
 pub use strata_archive::{Change, ChangeKind, IdMapping, IdMaps};

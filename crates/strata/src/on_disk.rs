@@ -1,7 +1,8 @@
 //! # Docker overlay2's home, byte for byte
 //!
 //! Documentation only: what a home looks like on disk, as Docker 20.10's overlay2 driver writes
-//! it and as strata reads and writes it. Nothing here is code.
+//! it and as strata reads and writes it. Nothing here is code: [`crate::layout`] is the one
+//! place that builds these paths and encodes and decodes these files.
 //!
 //! ```text
 //! <home>/

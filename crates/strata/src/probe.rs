@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use strata_sys::fs::{self as sysfs, magic};
 
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::options::Options;
 
 /// What the host offers, as found at open.
@@ -59,6 +60,28 @@ fn in_user_namespace() -> bool {
     }
 }
 
+/// Creates the home (and missing parents) when it does not exist. A new home is 0700 whatever
+/// the umask: layer content is readable only through the engine. An existing home keeps its
+/// mode (dockerd makes its own 0710).
+fn create_home(home: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if home.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = home.parent() {
+        std::fs::create_dir_all(parent).map_err(Error::io("create parent of home", parent))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(home) {
+        Ok(()) => {}
+        // Another process made it first: keep what it made.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && home.is_dir() => return Ok(()),
+        Err(e) => return Err(Error::io("create home", home)(e)),
+    }
+    // mkdir's mode passes through the umask, which can only take bits away; set it exactly.
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+        .map_err(Error::io("chmod", home))
+}
+
 impl Probes {
     /// Probes the host for a home at `home` (or its parent when it does not exist yet).
     ///
@@ -85,11 +108,22 @@ impl Probes {
         let kernel = uname.release().to_string_lossy().into_owned();
         let kernel_version = parse_kernel_version(&kernel);
 
-        let testdir: PathBuf = if home.exists() {
-            home.to_owned()
-        } else {
-            home.parent().unwrap_or(Path::new("/")).to_owned()
-        };
+        if let Ok(meta) = std::fs::metadata(home) {
+            if !meta.is_dir() {
+                return Err(Error::InvalidHome {
+                    path: home.to_owned(),
+                    reason: "a file of that name exists; give --home a directory (or a path \
+                             that does not exist yet)"
+                        .into(),
+                });
+            }
+        }
+        // The filesystem the home will live on: the home's, or its nearest existing ancestor's.
+        let testdir: PathBuf = home
+            .ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(Path::new("/"))
+            .to_owned();
         let fs_magic = sysfs::fs_magic(&testdir).map_err(Error::io("statfs", &testdir))?;
         let backing_fs = sysfs::fs_name(fs_magic);
         match fs_magic {
@@ -119,7 +153,7 @@ impl Probes {
         }
         // The filesystem is acceptable: create the home so that the d_type probe writes its
         // probe file there rather than beside it.
-        std::fs::create_dir_all(home).map_err(Error::io("create home", home))?;
+        create_home(home)?;
         let d_type = sysfs::supports_d_type(home).map_err(Error::io("probe d_type in", home))?;
         let new_mount_api = probe_lowerdir_plus(home)?;
         let userxattr = in_user_namespace();
@@ -147,7 +181,7 @@ impl Probes {
 
 /// Whether overlay takes `lowerdir+` (6.8+), tried on two scratch directories in the home.
 fn probe_lowerdir_plus(home: &Path) -> Result<bool> {
-    let scratch = home.join(format!(".strata-mount-probe-{}", std::process::id()));
+    let scratch = Layout::new(home.to_owned()).mount_probe_scratch();
     let (a, b) = (scratch.join("a"), scratch.join("b"));
     for d in [&a, &b] {
         std::fs::create_dir_all(d).map_err(Error::io("create probe directory", d))?;

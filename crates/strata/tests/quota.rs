@@ -16,6 +16,7 @@ use std::process::Command;
 
 use strata::quota::QuotaControl;
 use strata::{Driver, LayerId, Options, StorageOpts};
+use strata_testkit::layer_id as id;
 
 const MIB: u64 = 1 << 20;
 
@@ -86,12 +87,11 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 /// Makes and mounts an image of `kind`, or says why it cannot here.
 fn loop_fs(test: &str, kind: Kind) -> Option<LoopFs> {
-    if !rustix::process::geteuid().is_root() {
-        // Root is the one prerequisite CI guarantees everywhere.
-        if std::env::var("STRATA_REQUIRE_ROOT").as_deref() == Ok("1") || strict() {
-            panic!("{test} needs root");
-        }
-        eprintln!("skipping {test}: needs root");
+    // Root is the one prerequisite CI guarantees everywhere.
+    if strict() && !rustix::process::geteuid().is_root() {
+        panic!("{test} needs root");
+    }
+    if !strata_testkit::require_root(test) {
         return None;
     }
     let dir = tempfile::Builder::new()
@@ -134,10 +134,6 @@ fn loop_fs(test: &str, kind: Kind) -> Option<LoopFs> {
         );
     }
     Some(fs)
-}
-
-fn id(s: &str) -> LayerId {
-    s.parse().unwrap()
 }
 
 fn size_opts(size: u64) -> StorageOpts {
@@ -604,8 +600,7 @@ fn unsupported_plain_ext4_size_error_says_what_and_how() {
 #[test]
 fn unsupported_tmpfs_size_error_names_filesystem() {
     let test = "unsupported_tmpfs_size_error_names_filesystem";
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root");
+    if !strata_testkit::require_root(test) {
         return;
     }
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -638,4 +633,34 @@ fn check_repair_releases_orphan_quota_record() {
     assert!(d.check(true).unwrap().all_repaired());
     assert!(d.check(false).unwrap().is_clean());
     assert!(q.project_id(&id("gone")).unwrap().is_none());
+}
+
+/// An apply into a quota-backed layer lands in place (the staging directory would not carry the
+/// project id): one the quota stops leaves the layer incomplete, which `check --repair` removes
+/// along with its quota record.
+#[test]
+fn apply_over_quota_leaves_layer_incomplete_and_repair_removes_it() {
+    let test = "apply_over_quota_leaves_layer_incomplete_and_repair_removes_it";
+    let Some(fs) = loop_fs(test, Kind::Xfs) else {
+        return;
+    };
+    let d = Driver::open(fs.home(), Options::default()).unwrap();
+    let l = id("limited");
+    d.create_read_write(&l, None, &size_opts(2 * MIB)).unwrap();
+    let big = "q".repeat(4 * MIB as usize);
+    let tar = strata_testkit::images::files_tar(&[("small", "s"), ("big", &big)]);
+    let e = d.apply_diff(&l, None, &tar[..]).unwrap_err();
+    assert!(e.to_string().contains("limited"), "{e}");
+    let report = d.check(false).unwrap();
+    let kinds: Vec<&str> = report.problems.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, ["incomplete-layer"], "{report:?}");
+    let e = d.get(&l, "").unwrap_err();
+    assert!(matches!(e, strata::Error::Incomplete { .. }), "{e:?}");
+    assert!(d.check(true).unwrap().all_repaired());
+    assert!(d.check(false).unwrap().is_clean());
+    assert!(!d.exists(&l));
+    assert!(
+        !d.layout().quota_record(&l).exists(),
+        "the quota record went with the layer"
+    );
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::error::{Error, Result};
+use crate::error::{lossy, short, Error, Result};
 use crate::path::components;
 
 /// Flags to open a directory we will read or change metadata of.
@@ -23,14 +23,107 @@ pub(crate) const DIR_FLAGS: OFlags = OFlags::RDONLY
 /// as if the root were `/` (Docker's chroot semantics, without chroot), magic links never.
 pub(crate) const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
-/// Opens `rel` (a cleaned relative path) beneath `root` with in-root resolution.
-pub(crate) fn open_in_root(root: BorrowedFd<'_>, rel: &[u8], flags: OFlags) -> Result<OwnedFd> {
+/// Opens `rel` (a cleaned relative path) beneath `root` with in-root resolution; the bare
+/// errno, for callers that only look at it.
+pub(crate) fn open_in_root_raw(
+    root: BorrowedFd<'_>,
+    rel: &[u8],
+    flags: OFlags,
+) -> rustix::io::Result<OwnedFd> {
     let p: &[u8] = if rel.is_empty() { b"." } else { rel };
     loop {
         match rfs::openat2(root, p, flags | OFlags::CLOEXEC, Mode::empty(), IN_ROOT) {
             Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
-            r => return r.map_err(|e| Error::fs("resolve", rel, e)),
+            r => return r,
         }
+    }
+}
+
+/// Opens `rel` (a cleaned relative path) beneath `root` with in-root resolution. A failure says
+/// `what` the path was needed for and which component stopped the lookup.
+pub(crate) fn open_in_root(
+    root: BorrowedFd<'_>,
+    rel: &[u8],
+    flags: OFlags,
+    what: &'static str,
+) -> Result<OwnedFd> {
+    open_in_root_raw(root, rel, flags).map_err(|e| resolve_error(root, rel, what, e))
+}
+
+/// The error for a failed in-root lookup of `rel`, explained (see [`explain`]).
+pub(crate) fn resolve_error(
+    root: BorrowedFd<'_>,
+    rel: &[u8],
+    what: &'static str,
+    err: Errno,
+) -> Error {
+    Error::Resolve {
+        what,
+        path: lossy(rel),
+        why: explain(root, rel, err),
+        source: err.into(),
+    }
+}
+
+/// Walks `rel` beneath `root` one component at a time, as the failed in-root lookup did, and
+/// says which component stopped it and how. Only runs after a failure, so it may cost a few
+/// syscalls; never follows a symlink out of the root.
+fn explain(root: BorrowedFd<'_>, rel: &[u8], err: Errno) -> String {
+    let shown = |p: &[u8]| short(&lossy(p));
+    let Ok(mut cur) = rfs::openat(root, ".", DIR_FLAGS, Mode::empty()) else {
+        return format!("the root cannot be opened ({err})");
+    };
+    let mut prefix: Vec<u8> = Vec::new();
+    for c in components(rel) {
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        prefix.extend_from_slice(c);
+        let st = match rfs::statat(&cur, c, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return format!("{} does not exist", shown(&prefix)),
+            Err(e) => return format!("{} cannot be looked up ({e})", shown(&prefix)),
+        };
+        match rfs::FileType::from_raw_mode(st.st_mode) {
+            rfs::FileType::Directory => match rfs::openat(&cur, c, DIR_FLAGS, Mode::empty()) {
+                Ok(fd) => cur = fd,
+                Err(e) => return format!("directory {} cannot be opened ({e})", shown(&prefix)),
+            },
+            rfs::FileType::Symlink => {
+                let target = rfs::readlinkat(&cur, c, Vec::new())
+                    .map(|t| shown(t.as_bytes()))
+                    .unwrap_or_else(|_| String::from("an unreadable target"));
+                let link = format!("{} is a symlink to {target}", shown(&prefix));
+                match open_in_root_raw(root, &prefix, OFlags::RDONLY | OFlags::DIRECTORY) {
+                    Ok(fd) => cur = fd,
+                    Err(Errno::NOENT) => {
+                        return format!("{link}, which leads to nothing beneath the root")
+                    }
+                    Err(Errno::NOTDIR) => {
+                        return format!("{link}, which does not lead to a directory")
+                    }
+                    Err(Errno::LOOP) => {
+                        return format!("{link}, which leads through too many symlinks (a loop?)")
+                    }
+                    Err(e) => return format!("{link}, which cannot be followed ({e})"),
+                }
+            }
+            other => {
+                return format!("{} is a {}, not a directory", shown(&prefix), kind(other));
+            }
+        }
+    }
+    format!("the lookup failed ({err})")
+}
+
+fn kind(t: rfs::FileType) -> &'static str {
+    match t {
+        rfs::FileType::RegularFile => "regular file",
+        rfs::FileType::CharacterDevice => "character device",
+        rfs::FileType::BlockDevice => "block device",
+        rfs::FileType::Fifo => "fifo",
+        rfs::FileType::Socket => "socket",
+        _ => "non-directory",
     }
 }
 
@@ -183,11 +276,20 @@ impl Dirs {
                     prefix.push(b'/');
                 }
                 prefix.extend_from_slice(c);
-                open_in_root(
+                open_in_root_raw(
                     self.root.as_fd(),
                     &prefix,
                     OFlags::RDONLY | OFlags::DIRECTORY,
                 )
+                .map_err(|e| {
+                    let mut err =
+                        resolve_error(self.root.as_fd(), &prefix, "the directory of an entry", e);
+                    if let Error::Resolve { path, .. } = &mut err {
+                        // The why names the component; the path is the whole directory.
+                        *path = lossy(parent);
+                    }
+                    err
+                })
             }
             Err(e) => Err(Error::fs("open parent", parent, e)),
         }
@@ -244,4 +346,110 @@ pub(crate) fn empty_dir(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_in_root_fds_are_close_on_exec_whatever_the_flags() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(t.path().join("x")).expect("mkdir");
+        let root = rfs::open(t.path(), DIR_FLAGS, Mode::empty()).expect("open root");
+        for flags in [
+            DIR_FLAGS,
+            OFlags::PATH | OFlags::DIRECTORY,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+        ] {
+            let fd = open_in_root_raw(root.as_fd(), b"x", flags).expect("open x");
+            let fl = rustix::io::fcntl_getfd(&fd).expect("getfd");
+            assert!(fl.contains(rustix::io::FdFlags::CLOEXEC), "{flags:?}");
+            let fd = open_in_root(root.as_fd(), b"x", flags, "test").expect("open x");
+            let fl = rustix::io::fcntl_getfd(&fd).expect("getfd");
+            assert!(fl.contains(rustix::io::FdFlags::CLOEXEC), "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn explain_names_the_component_and_what_it_is() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let p = t.path();
+        std::fs::create_dir(p.join("d")).expect("mkdir");
+        std::fs::write(p.join("d/file"), b"x").expect("write");
+        rfs::mknodat(
+            rfs::CWD,
+            p.join("d/fifo"),
+            rfs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        let _sock = std::os::unix::net::UnixListener::bind(p.join("d/sock")).expect("bind");
+        std::os::unix::fs::symlink("/d", p.join("abs")).expect("symlink");
+        std::os::unix::fs::symlink("file", p.join("d/tofile")).expect("symlink");
+        std::os::unix::fs::symlink("nowhere", p.join("d/dangling")).expect("symlink");
+        std::os::unix::fs::symlink("loop", p.join("d/loop")).expect("symlink");
+        let root = rfs::open(p, DIR_FLAGS, Mode::empty()).expect("open root");
+        let cases: &[(&str, &str)] = &[
+            ("d/file/x", "\"d/file\" is a regular file, not a directory"),
+            ("d/fifo/x", "\"d/fifo\" is a fifo, not a directory"),
+            ("d/sock/x", "\"d/sock\" is a socket, not a directory"),
+            ("d/missing/x", "\"d/missing\" does not exist"),
+            // Through a symlink that resolves (inside the root), on to the next component.
+            ("abs/file/x", "\"abs/file\" is a regular file, not a directory"),
+            (
+                "abs/tofile/x",
+                "\"abs/tofile\" is a symlink to \"file\", which does not lead to a directory",
+            ),
+            (
+                "d/dangling/x",
+                "\"d/dangling\" is a symlink to \"nowhere\", which leads to nothing beneath the root",
+            ),
+            (
+                "d/loop/x",
+                "\"d/loop\" is a symlink to \"loop\", which leads through too many symlinks (a loop?)",
+            ),
+        ];
+        for (rel, want) in cases {
+            let err = open_in_root_raw(
+                root.as_fd(),
+                rel.as_bytes(),
+                OFlags::PATH | OFlags::DIRECTORY,
+            )
+            .expect_err(rel);
+            assert_eq!(explain(root.as_fd(), rel.as_bytes(), err), *want, "{rel}");
+        }
+        // Nothing wrong on the way: the lookup's own error is all there is to say.
+        assert_eq!(
+            explain(root.as_fd(), b"d", Errno::ACCESS),
+            format!("the lookup failed ({})", Errno::ACCESS)
+        );
+        if rustix::process::geteuid().is_root() {
+            rfs::mknodat(
+                rfs::CWD,
+                p.join("d/chr"),
+                rfs::FileType::CharacterDevice,
+                Mode::empty(),
+                0,
+            )
+            .expect("mknod");
+            rfs::mknodat(
+                rfs::CWD,
+                p.join("d/blk"),
+                rfs::FileType::BlockDevice,
+                Mode::empty(),
+                0,
+            )
+            .expect("mknod");
+            assert_eq!(
+                explain(root.as_fd(), b"d/chr/x", Errno::NOTDIR),
+                "\"d/chr\" is a character device, not a directory"
+            );
+            assert_eq!(
+                explain(root.as_fd(), b"d/blk/x", Errno::NOTDIR),
+                "\"d/blk\" is a block device, not a directory"
+            );
+        }
+    }
 }

@@ -286,7 +286,12 @@ impl Applier<'_> {
             });
         }
         let (tparent, tbase) = split_last(&target);
-        let tdir = open_in_root(self.dirs.root(), tparent, OFlags::PATH | OFlags::DIRECTORY)?;
+        let tdir = open_in_root(
+            self.dirs.root(),
+            tparent,
+            OFlags::PATH | OFlags::DIRECTORY,
+            "the directory of a hardlink's target",
+        )?;
         self.create(parent, base, rel, "hardlink", |dir| {
             rfs::linkat(&tdir, tbase, dir, base, rfs::AtFlags::empty())
         })?;

@@ -20,7 +20,7 @@ use crate::path::{self, split_last};
 use crate::tar::reader::Reader;
 use crate::tar::{Kind, Time};
 
-pub(crate) use dirs::{list, open_in_root, remove_all, DIR_FLAGS};
+pub(crate) use dirs::{list, open_in_root, open_in_root_raw, remove_all, resolve_error, DIR_FLAGS};
 
 /// AUFS whiteout prefix (`.wh.NAME` deletes NAME).
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -100,19 +100,17 @@ pub(crate) fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Resul
     }
     for (rel, times) in &a.dir_times {
         // A directory replaced or removed later in the archive is skipped.
-        let fd = match open_in_root(a.dirs.root(), rel, DIR_FLAGS) {
+        let fd = match open_in_root_raw(a.dirs.root(), rel, DIR_FLAGS) {
             Ok(fd) => fd,
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(c) if c == Errno::NOENT.raw_os_error()
-                        || c == Errno::LOOP.raw_os_error()
-                        || c == Errno::NOTDIR.raw_os_error()
-                ) =>
-            {
-                continue
+            Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => continue,
+            Err(e) => {
+                return Err(resolve_error(
+                    a.dirs.root(),
+                    rel,
+                    "a directory to set times of",
+                    e,
+                ))
             }
-            Err(e) => return Err(e),
         };
         rfs::futimens(&fd, times).map_err(|e| Error::fs("set times of", rel, e))?;
     }

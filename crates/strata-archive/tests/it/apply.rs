@@ -7,7 +7,7 @@ use std::process::Command;
 
 use strata_archive::{apply, ApplyOptions, IdMapping, IdMaps, WhiteoutFormat};
 
-use crate::common::{assert_same_tree, h, is_whiteout, root_or_skip, snapshot, xattr, Tar};
+use crate::common::{assert_same_tree, h, is_whiteout, require_root, snapshot, xattr, Tar};
 
 fn md(p: &Path) -> std::fs::Metadata {
     std::fs::symlink_metadata(p).unwrap()
@@ -15,7 +15,7 @@ fn md(p: &Path) -> std::fs::Metadata {
 
 #[test]
 fn apply_every_entry_kind_creates_it_with_metadata() {
-    if !root_or_skip("apply_every_entry_kind_creates_it_with_metadata") {
+    if !require_root("apply_every_entry_kind_creates_it_with_metadata") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -92,7 +92,7 @@ fn apply_every_entry_kind_creates_it_with_metadata() {
 
 #[test]
 fn apply_directory_mtime_is_set_after_children() {
-    if !root_or_skip("apply_directory_mtime_is_set_after_children") {
+    if !require_root("apply_directory_mtime_is_set_after_children") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -109,7 +109,7 @@ fn apply_directory_mtime_is_set_after_children() {
 
 #[test]
 fn apply_pax_and_gnu_long_names_are_used() {
-    if !root_or_skip("apply_pax_and_gnu_long_names_are_used") {
+    if !require_root("apply_pax_and_gnu_long_names_are_used") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -145,7 +145,7 @@ fn apply_pax_and_gnu_long_names_are_used() {
 
 #[test]
 fn apply_pax_xattrs_including_capability_are_set() {
-    if !root_or_skip("apply_pax_xattrs_including_capability_are_set") {
+    if !require_root("apply_pax_xattrs_including_capability_are_set") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -174,7 +174,7 @@ fn apply_pax_xattrs_including_capability_are_set() {
 
 #[test]
 fn apply_owners_are_mapped_to_host_ids() {
-    if !root_or_skip("apply_owners_are_mapped_to_host_ids") {
+    if !require_root("apply_owners_are_mapped_to_host_ids") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -225,7 +225,7 @@ fn gnu_tar_available() -> bool {
 
 #[test]
 fn apply_gnu_sparse_files_in_every_format_match_source() {
-    if !root_or_skip("apply_gnu_sparse_files_in_every_format_match_source") || !gnu_tar_available()
+    if !require_root("apply_gnu_sparse_files_in_every_format_match_source") || !gnu_tar_available()
     {
         return;
     }
@@ -276,7 +276,7 @@ fn apply_gnu_sparse_files_in_every_format_match_source() {
 
 #[test]
 fn apply_whiteouts_become_overlay_whiteouts() {
-    if !root_or_skip("apply_whiteouts_become_overlay_whiteouts") {
+    if !require_root("apply_whiteouts_become_overlay_whiteouts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -315,7 +315,7 @@ fn apply_whiteouts_become_overlay_whiteouts() {
 
 #[test]
 fn apply_userxattr_format_uses_user_opaque() {
-    if !root_or_skip("apply_userxattr_format_uses_user_opaque") {
+    if !require_root("apply_userxattr_format_uses_user_opaque") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -338,7 +338,7 @@ fn apply_userxattr_format_uses_user_opaque() {
 
 #[test]
 fn apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed() {
-    if !root_or_skip("apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed") {
+    if !require_root("apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -358,7 +358,7 @@ fn apply_aufs_hardlinks_to_plnk_resolve_and_plnk_is_removed() {
 
 #[test]
 fn apply_delete_format_removes_and_empties() {
-    if !root_or_skip("apply_delete_format_removes_and_empties") {
+    if !require_root("apply_delete_format_removes_and_empties") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -390,7 +390,7 @@ fn apply_delete_format_removes_and_empties() {
 
 #[test]
 fn apply_existing_paths_are_replaced_or_merged_as_docker() {
-    if !root_or_skip("apply_existing_paths_are_replaced_or_merged_as_docker") {
+    if !require_root("apply_existing_paths_are_replaced_or_merged_as_docker") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -416,7 +416,7 @@ fn apply_existing_paths_are_replaced_or_merged_as_docker() {
 
 #[test]
 fn apply_tar_without_end_blocks_is_accepted() {
-    if !root_or_skip("apply_tar_without_end_blocks_is_accepted") {
+    if !require_root("apply_tar_without_end_blocks_is_accepted") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -438,7 +438,7 @@ fn apply_tar_without_end_blocks_is_accepted() {
 
 #[test]
 fn apply_header_only_types_ignore_their_size_field() {
-    if !root_or_skip("apply_header_only_types_ignore_their_size_field") {
+    if !require_root("apply_header_only_types_ignore_their_size_field") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -529,7 +529,7 @@ fn sample_tree(root: &Path) {
 
 #[test]
 fn apply_gnu_tar_archive_matches_gnu_tar_extraction() {
-    if !root_or_skip("apply_gnu_tar_archive_matches_gnu_tar_extraction") || !gnu_tar_available() {
+    if !require_root("apply_gnu_tar_archive_matches_gnu_tar_extraction") || !gnu_tar_available() {
         return;
     }
     let src = tempfile::tempdir().unwrap();
@@ -589,7 +589,7 @@ fn acl_entry(tag: u16, perm: u16) -> Vec<u8> {
 
 #[test]
 fn apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask() {
-    if !root_or_skip("apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask") {
+    if !require_root("apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -640,7 +640,7 @@ fn apply_fresh_entries_get_exact_owner_and_mode_despite_setgid_acl_and_umask() {
 
 #[test]
 fn apply_symlink_xattrs_are_set_and_exported() {
-    if !root_or_skip("apply_symlink_xattrs_are_set_and_exported") {
+    if !require_root("apply_symlink_xattrs_are_set_and_exported") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -668,4 +668,317 @@ fn apply_symlink_xattrs_are_set_and_exported() {
         xattr(&back.path().join("p"), "trusted.label").unwrap(),
         b"fifo"
     );
+}
+
+/// Go's `archive/tar` output (tests/fixtures/go-tar, written by its gen.go): complete, and as
+/// Go-based tools such as umoci leave it when the writer is never closed.
+fn go_fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/go-tar")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn apply_go_tar_without_padding_or_end_blocks_matches_complete_archive() {
+    if !require_root("apply_go_tar_without_padding_or_end_blocks_matches_complete_archive") {
+        return;
+    }
+    let closed = go_fixture("closed.tar");
+    let want = tempfile::tempdir().unwrap();
+    let s = apply(&closed[..], want.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(s.entries, 8);
+    let r = want.path();
+    assert_eq!(std::fs::read(r.join("bin/last")).unwrap().len(), 1000);
+    assert_eq!(md(&r.join("big-uid")).uid(), 1 << 30);
+    assert!(is_whiteout(&r.join("etc/gone")));
+    assert_eq!(
+        md(&r.join("etc/hostname.link")).ino(),
+        md(&r.join("etc/hostname")).ino()
+    );
+    // Directory times are left out: the implied ones (`usr/`, `bin/`) are "now".
+    let want = snapshot(r, false);
+    // The last entry's data (1000 bytes) ends the stream: no padding, no end blocks.
+    let unclosed = go_fixture("unclosed.tar");
+    assert_eq!(unclosed.len() % 512, 1000 % 512);
+    // Padding there, end blocks not; padding cut short; one end block only.
+    let flushed = go_fixture("flushed.tar");
+    let variants = [
+        ("unclosed", unclosed.clone()),
+        ("flushed", flushed.clone()),
+        ("padding cut short", closed[..unclosed.len() + 7].to_vec()),
+        ("one end block", closed[..flushed.len() + 512].to_vec()),
+    ];
+    for (what, tar) in variants {
+        let t = tempfile::tempdir().unwrap();
+        let s = apply(&tar[..], t.path(), &ApplyOptions::default())
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        assert_eq!(s.entries, 8, "{what}");
+        assert_same_tree(&snapshot(t.path(), false), &want, what);
+    }
+}
+
+#[test]
+fn apply_go_tar_cut_inside_data_or_header_is_unexpected_eof() {
+    if !require_root("apply_go_tar_cut_inside_data_or_header_is_unexpected_eof") {
+        return;
+    }
+    let closed = go_fixture("closed.tar");
+    let unclosed = go_fixture("unclosed.tar").len();
+    for (what, cut) in [
+        ("inside the last entry's data", unclosed - 1),
+        ("inside the last header", unclosed - 1000 - 100),
+        ("inside an end block", go_fixture("flushed.tar").len() + 100),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let e = apply(&closed[..cut], t.path(), &ApplyOptions::default()).unwrap_err();
+        assert!(
+            matches!(e, strata_archive::Error::Read { ref source, .. }
+                if source.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{what}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn apply_gnu_tar_stripped_of_end_blocks_and_last_padding_is_accepted() {
+    if !require_root("apply_gnu_tar_stripped_of_end_blocks_and_last_padding_is_accepted")
+        || !gnu_tar_available()
+    {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("d")).unwrap();
+    std::fs::write(src.path().join("d/a"), b"first").unwrap();
+    std::fs::write(src.path().join("d/z"), [5u8; 777]).unwrap();
+    let out = Command::new("tar")
+        .args(["--format=gnu", "--sort=name", "-C"])
+        .arg(src.path())
+        .args(["-cf", "-", "d"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let full = out.stdout;
+    assert_eq!(full.len() % 10240, 0, "GNU tar pads to its record size");
+    // Header d/, header d/a + 1 block, header d/z + 777 bytes of data: then stop.
+    let end = 512 + 1024 + 512 + 777;
+    assert_eq!(&full[end - 777..end], &[5u8; 777][..]);
+    let want = tempfile::tempdir().unwrap();
+    apply(&full[..], want.path(), &ApplyOptions::default()).unwrap();
+    let got = tempfile::tempdir().unwrap();
+    let s = apply(&full[..end], got.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(s.entries, 3);
+    assert_same_tree(
+        &snapshot(got.path(), true),
+        &snapshot(want.path(), true),
+        "stripped",
+    );
+}
+
+/// The process umask, as the kernel applies it to new files.
+fn umask() -> u32 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let l = s.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(l["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[test]
+fn apply_fresh_entries_get_exact_mode_despite_the_umask() {
+    if !require_root("apply_fresh_entries_get_exact_mode_despite_the_umask") {
+        return;
+    }
+    // No default ACL here: the kernel takes the umask off every new entry's mode, and apply
+    // must put back what it took (a wrong idea of the umask would skip that chmod).
+    assert_ne!(
+        umask() & 0o022,
+        0,
+        "the test runs under the usual umask (022 or stricter)"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .entry(h("open", b'0').mode(0o666), b"o")
+        .entry(h("x", b'0').mode(0o777), b"x")
+        .entry(h("d/", b'5').mode(0o777), b"")
+        .entry(h("d/fifo", b'6').mode(0o666), b"")
+        .entry(h("odd", b'0').mode(0o667), b"1")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    for (p, want) in [
+        ("open", 0o666),
+        ("x", 0o777),
+        ("d", 0o777),
+        ("d/fifo", 0o666),
+        ("odd", 0o667),
+    ] {
+        assert_eq!(md(&t.path().join(p)).mode() & 0o7777, want, "{p}");
+    }
+}
+
+#[test]
+fn apply_access_time_is_kept_unless_before_modification_time() {
+    if !require_root("apply_access_time_is_kept_unless_before_modification_time") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .pax(&[(b"atime", b"1700000000.5")])
+        .entry(h("later", b'0').mtime(1_600_000_000), b"l")
+        .pax(&[(b"atime", b"1500000000")])
+        .entry(h("earlier", b'0').mtime(1_600_000_000), b"e")
+        .pax(&[(b"atime", b"1600000000")])
+        .entry(h("equal", b'0').mtime(1_600_000_000), b"q")
+        .entry(h("none", b'0').mtime(1_600_000_000), b"n")
+        .pax(&[(b"atime", b"1700000000")])
+        .entry(h("dir/", b'5').mtime(1_600_000_000), b"")
+        .pax(&[(b"atime", b"1700000000")])
+        .symlink("link", "later")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let times = |p: &str| {
+        let m = md(&t.path().join(p));
+        (m.atime(), m.atime_nsec(), m.mtime())
+    };
+    // As moby: the tar's access time, unless it is before the modification time.
+    assert_eq!(times("later"), (1_700_000_000, 500_000_000, 1_600_000_000));
+    assert_eq!(times("earlier"), (1_600_000_000, 0, 1_600_000_000));
+    assert_eq!(times("equal"), (1_600_000_000, 0, 1_600_000_000));
+    assert_eq!(times("none"), (1_600_000_000, 0, 1_600_000_000));
+    assert_eq!(times("dir"), (1_700_000_000, 0, 1_600_000_000));
+    assert_eq!(times("link").0, 1_700_000_000);
+}
+
+#[test]
+fn apply_aufs_metadata_is_skipped_except_files_in_the_hardlink_dir() {
+    if !require_root("apply_aufs_metadata_is_skipped_except_files_in_the_hardlink_dir") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        // Only regular files inside `.wh..wh.plnk/` are extracted (and removed at the end): a
+        // file named like the directory itself is skipped, so the directory can still be made.
+        .file(".wh..wh.plnk", b"not the directory")
+        .file(".wh..wh.plnk/1", b"shared")
+        .symlink(".wh..wh.plnk/s", "1")
+        // Other AUFS metadata is skipped whatever it holds.
+        .file(".wh..wh.aufs", b"")
+        .file(".wh..wh.aufs/x", b"x")
+        .file(".wh..wh.orph/f", b"f")
+        .file(".wh..wh.longer-name", b"l")
+        .hardlink("a", ".wh..wh.plnk/1")
+        .end();
+    let s = apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(s.entries, 8);
+    assert_eq!(std::fs::read(t.path().join("a")).unwrap(), b"shared");
+    assert_eq!(
+        md(&t.path().join("a")).nlink(),
+        1,
+        "the hardlink dir is gone"
+    );
+    let names: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["a"]);
+}
+
+#[test]
+fn apply_delete_format_opaque_keeps_what_the_tar_wrote_at_any_depth() {
+    if !require_root("apply_delete_format_opaque_keeps_what_the_tar_wrote_at_any_depth") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    for p in [
+        "op/old1",
+        "op/sub/old2",
+        "op/sub/deeper/old3",
+        "real/keep",
+        "top-old",
+    ] {
+        crate::common::write(r, p, b"x");
+    }
+    let o = ApplyOptions {
+        whiteouts: WhiteoutFormat::Delete,
+        ..Default::default()
+    };
+    let tar = Tar::new()
+        .dir("op")
+        .dir("op/sub")
+        .file("op/sub/new", b"n")
+        .file("op/.wh..wh..opq", b"")
+        // A marker beneath a symlink does nothing (moby's walk does not enter it).
+        .symlink("ln", "real")
+        .file("ln/.wh..wh..opq", b"")
+        .file("top-new", b"t")
+        .end();
+    apply(&tar[..], r, &o).unwrap();
+    let tree: Vec<String> = crate::common::snapshot(r, false).into_keys().collect();
+    assert_eq!(
+        tree,
+        [
+            "ln",
+            "op",
+            "op/sub",
+            "op/sub/new",
+            "real",
+            "real/keep",
+            "top-new",
+            "top-old"
+        ]
+    );
+    // At the root, the marker empties the root of what the tar did not write.
+    let tar = Tar::new()
+        .file("fresh", b"f")
+        .file(".wh..wh..opq", b"")
+        .end();
+    apply(&tar[..], r, &o).unwrap();
+    let tree: Vec<String> = crate::common::snapshot(r, false).into_keys().collect();
+    assert_eq!(tree, ["fresh"]);
+}
+
+/// Makes a file immutable (`chattr +i`) until dropped.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn new(p: &Path) -> Immutable {
+        let ok = Command::new("chattr").arg("+i").arg(p).status().unwrap();
+        assert!(ok.success(), "chattr +i {}", p.display());
+        Immutable(p.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn apply_whiteout_that_cannot_replace_names_the_path() {
+    if !require_root("apply_whiteout_that_cannot_replace_names_the_path") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    crate::common::write(t.path(), "sub/x", b"immutable");
+    crate::common::write(t.path(), "y", b"immutable");
+    let _guards = [
+        Immutable::new(&t.path().join("sub/x")),
+        Immutable::new(&t.path().join("y")),
+    ];
+    for (name, shown) in [("sub/.wh.x", "sub/x"), (".wh.y", "y")] {
+        for whiteouts in [WhiteoutFormat::Overlay, WhiteoutFormat::Delete] {
+            let o = ApplyOptions {
+                whiteouts,
+                ..Default::default()
+            };
+            let e = apply(&Tar::new().file(name, b"").end()[..], t.path(), &o).unwrap_err();
+            assert_eq!(e.to_string(), format!("unlink {shown:?}"), "{whiteouts:?}");
+            assert_eq!(e.raw_os_error(), Some(libc_eperm()));
+        }
+    }
+    assert_eq!(std::fs::read(t.path().join("sub/x")).unwrap(), b"immutable");
+}
+
+fn libc_eperm() -> i32 {
+    rustix::io::Errno::PERM.raw_os_error()
 }

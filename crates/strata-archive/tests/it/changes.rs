@@ -9,7 +9,7 @@ use strata_archive::{
     ChangeKind, ExportOptions, WhiteoutFormat,
 };
 
-use crate::common::{assert_same_tree, lines, root_or_skip, snapshot, write, Mount};
+use crate::common::{assert_same_tree, lines, require_root, snapshot, write, Mount};
 
 fn c(kind: ChangeKind, p: &str) -> Change {
     Change {
@@ -105,7 +105,7 @@ fn add_many_files(root: &Path, count: u64, seed: u64) {
 
 #[test]
 fn changes_twenty_files_three_levels_are_exact() {
-    if !root_or_skip("changes_twenty_files_three_levels_are_exact") {
+    if !require_root("changes_twenty_files_three_levels_are_exact") {
         return;
     }
     let mut s = Stack::new();
@@ -143,7 +143,7 @@ fn changes_twenty_files_three_levels_are_exact() {
 
 #[test]
 fn changes_diff_apply_reproduces_layer_and_size() {
-    if !root_or_skip("changes_diff_apply_reproduces_layer_and_size") {
+    if !require_root("changes_diff_apply_reproduces_layer_and_size") {
         return;
     }
     let mut s = Stack::new();
@@ -197,7 +197,7 @@ fn changes_diff_apply_reproduces_layer_and_size() {
 
 #[test]
 fn changes_deep_echo_across_three_layers() {
-    if !root_or_skip("changes_deep_echo_across_three_layers") {
+    if !require_root("changes_deep_echo_across_three_layers") {
         return;
     }
     for depth in 1..=10usize {
@@ -242,7 +242,7 @@ fn changes_deep_echo_across_three_layers() {
 
 #[test]
 fn changes_naive_without_parent_is_all_adds() {
-    if !root_or_skip("changes_naive_without_parent_is_all_adds") {
+    if !require_root("changes_naive_without_parent_is_all_adds") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -255,7 +255,7 @@ fn changes_naive_without_parent_is_all_adds() {
 
 #[test]
 fn diff_size_counts_hardlinks_once_and_symlinks() {
-    if !root_or_skip("diff_size_counts_hardlinks_once_and_symlinks") {
+    if !require_root("diff_size_counts_hardlinks_once_and_symlinks") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! Test helpers: a raw tar builder (writes headers a tar library would refuse), root checks,
+//! Test helpers: a raw tar builder (writes headers a tar library would refuse), the kit's root check,
 //! tree snapshots for comparisons, and overlay mounts.
 
 #![allow(dead_code)]
@@ -8,17 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// True when the test can do root things; panics under STRATA_REQUIRE_ROOT=1 otherwise.
-pub fn root_or_skip(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("STRATA_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{what}: needs root and STRATA_REQUIRE_ROOT=1");
-    }
-    eprintln!("skipping {what}: needs root");
-    false
-}
+pub use strata_testkit::require_root;
 
 /// Raw tar builder.
 #[derive(Default)]
@@ -344,7 +334,26 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        if !strata_testkit::mounts_under(&self.path).contains(&self.path) {
+            return;
+        }
+        // A child another test thread is forking holds copies of our open directory fds until
+        // it execs: the mount can be busy for a moment. Retry before calling it a leak.
+        for _ in 0..20 {
+            let _ = Command::new("umount").arg(&self.path).status();
+            if !strata_testkit::mounts_under(&self.path).contains(&self.path) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if strata_testkit::mounts_under(&self.path).contains(&self.path) {
+            // Busy (a test still holds a file open): detach it so nothing is left mounted, and
+            // say so unless the test is already failing.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+            if !std::thread::panicking() {
+                panic!("{} was busy at the end of the test", self.path.display());
+            }
+        }
     }
 }
 

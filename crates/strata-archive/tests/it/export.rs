@@ -10,7 +10,7 @@ use strata_archive::{
     IdMaps,
 };
 
-use crate::common::{assert_same_tree, is_whiteout, root_or_skip, snapshot, write, xattr};
+use crate::common::{assert_same_tree, is_whiteout, require_root, snapshot, write, xattr};
 
 fn list(tar: &[u8]) -> Vec<String> {
     let mut child = Command::new("tar")
@@ -86,7 +86,7 @@ fn upper_with_overlay_metadata(root: &Path) {
 
 #[test]
 fn export_overlay_upper_writes_docker_format() {
-    if !root_or_skip("export_overlay_upper_writes_docker_format") {
+    if !require_root("export_overlay_upper_writes_docker_format") {
         return;
     }
     let up = tempfile::tempdir().unwrap();
@@ -132,7 +132,7 @@ fn export_overlay_upper_writes_docker_format() {
 
 #[test]
 fn export_same_layer_twice_is_byte_identical() {
-    if !root_or_skip("export_same_layer_twice_is_byte_identical") {
+    if !require_root("export_same_layer_twice_is_byte_identical") {
         return;
     }
     let up = tempfile::tempdir().unwrap();
@@ -155,7 +155,7 @@ fn export_same_layer_twice_is_byte_identical() {
 
 #[test]
 fn export_owners_are_mapped_back_to_container_ids() {
-    if !root_or_skip("export_owners_are_mapped_back_to_container_ids") {
+    if !require_root("export_owners_are_mapped_back_to_container_ids") {
         return;
     }
     let up = tempfile::tempdir().unwrap();
@@ -215,7 +215,7 @@ fn export_owners_are_mapped_back_to_container_ids() {
 
 #[test]
 fn export_long_and_non_ascii_names_round_trip_through_gnu_tar() {
-    if !root_or_skip("export_long_and_non_ascii_names_round_trip_through_gnu_tar") {
+    if !require_root("export_long_and_non_ascii_names_round_trip_through_gnu_tar") {
         return;
     }
     let up = tempfile::tempdir().unwrap();
@@ -257,7 +257,7 @@ fn export_long_and_non_ascii_names_round_trip_through_gnu_tar() {
 
 #[test]
 fn export_changes_writes_entries_and_whiteouts() {
-    if !root_or_skip("export_changes_writes_entries_and_whiteouts") {
+    if !require_root("export_changes_writes_entries_and_whiteouts") {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -303,7 +303,7 @@ fn export_changes_writes_entries_and_whiteouts() {
 
 #[test]
 fn export_opaque_root_keeps_its_marker() {
-    if !root_or_skip("export_opaque_root_keeps_its_marker") {
+    if !require_root("export_opaque_root_keeps_its_marker") {
         return;
     }
     let a = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use strata_archive::{apply, ApplyOptions, Error, IdMapping, IdMaps, WhiteoutFormat};
 
-use crate::common::{h, is_whiteout, root_or_skip, xattr, Tar};
+use crate::common::{h, is_whiteout, require_root, xattr, Tar};
 
 const CANARY: &[u8] = b"canary: must never change\n";
 
@@ -92,7 +92,7 @@ macro_rules! case {
     ($name:ident, |$home:ident| $body:block) => {
         #[test]
         fn $name() {
-            if !root_or_skip(stringify!($name)) {
+            if !require_root(stringify!($name)) {
                 return;
             }
             let $home = Home::new();
@@ -192,8 +192,73 @@ case!(apply_symlink_to_host_dir_then_file_fails_inside, |home| {
         .file("a/canary", b"pwned")
         .end();
     let e = home.apply(&tar).unwrap_err();
-    assert!(matches!(e, Error::Fs { op: "resolve", .. }), "{e:?}");
+    assert!(matches!(e, Error::Resolve { .. }), "{e:?}");
     assert_eq!(errno(&e), libc_enoent());
+    let want = format!(
+        "resolve \"a\" (the directory of an entry): \"a\" is a symlink to {:?}, which leads to \
+         nothing beneath the root",
+        home.home_str()
+    );
+    assert_eq!(e.to_string(), want);
+});
+
+case!(apply_through_dangling_symlink_says_what_and_why, |home| {
+    let tar = Tar::new()
+        .dir("etc")
+        .symlink("etc/conf", "/nonexistent")
+        .file("etc/conf/sub/file", b"x")
+        .end();
+    let e = home.apply(&tar).unwrap_err();
+    assert_eq!(errno(&e), libc_enoent());
+    assert_eq!(
+        e.to_string(),
+        "resolve \"etc/conf/sub\" (the directory of an entry): \"etc/conf\" is a symlink to \
+         \"/nonexistent\", which leads to nothing beneath the root"
+    );
+});
+
+case!(
+    apply_through_file_or_symlink_to_file_says_not_a_directory,
+    |home| {
+        let tar = Tar::new().file("f", b"x").file("f/g", b"y").end();
+        let e = home.apply(&tar).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "resolve \"f\" (the directory of an entry): \"f\" is a regular file, not a directory"
+        );
+        let home2 = Home::new();
+        let tar = Tar::new()
+            .file("f", b"x")
+            .symlink("s", "f")
+            .file("s/g", b"y")
+            .end();
+        let e = home2.apply(&tar).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "resolve \"s\" (the directory of an entry): \"s\" is a symlink to \"f\", which does \
+         not lead to a directory"
+        );
+        home2.check_canary();
+    }
+);
+
+case!(apply_long_name_error_is_shortened, |home| {
+    // A 5000-byte PAX path whose middle component is too long: the message keeps the start
+    // and end of the name and says how long it is, not all 5000 bytes.
+    let name = format!("start/{}/end", "m".repeat(4990));
+    let tar = Tar::new()
+        .pax(&[(b"path", name.as_bytes())])
+        .file("placeholder", b"x")
+        .end();
+    let e = home.apply(&tar).unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidName { name: ref n, .. } if n == &name),
+        "{e:?}"
+    );
+    let m = e.to_string();
+    assert!(m.len() < 300, "message of {} bytes: {m}", m.len());
+    assert!(m.starts_with("invalid tar entry name \"start/mmm"), "{m}");
+    assert!(m.contains("mmm/end\" (5000 characters)"), "{m}");
 });
 
 case!(apply_symlink_then_implied_dirs_are_created_inside, |home| {
@@ -228,6 +293,11 @@ case!(apply_symlink_loop_is_eloop, |home| {
         .end();
     let e = home.apply(&tar).unwrap_err();
     assert_eq!(errno(&e), rustix::io::Errno::LOOP.raw_os_error(), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "resolve \"a\" (the directory of an entry): \"a\" is a symlink to \"b\", which leads \
+         through too many symlinks (a loop?)"
+    );
 });
 
 case!(apply_proc_magic_link_is_not_followed, |home| {
@@ -288,8 +358,17 @@ case!(apply_hardlink_dotdot_is_escape, |home| {
 case!(apply_hardlink_absolute_host_path_resolves_inside, |home| {
     let t = format!("{}/canary", home.home_str());
     let e = home.apply(&Tar::new().hardlink("h", &t).end()).unwrap_err();
-    assert!(matches!(e, Error::Fs { op: "resolve", .. }), "{e:?}");
+    assert!(matches!(e, Error::Resolve { .. }), "{e:?}");
     assert_eq!(errno(&e), libc_enoent());
+    let first = home.path().components().nth(1).unwrap().as_os_str();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "resolve {:?} (the directory of a hardlink's target): {:?} does not exist",
+            home.home_str().trim_start_matches('/'),
+            first
+        )),
+        "{e}"
+    );
 });
 
 case!(apply_hardlink_absolute_in_layer_links_inside, |home| {
@@ -703,7 +782,7 @@ proptest::proptest! {
         flips in proptest::collection::vec((0usize..20_000, proptest::num::u8::ANY), 1..12),
         format in 0usize..3,
     ) {
-        if !rustix::process::geteuid().is_root() {
+        if !require_root("apply_mutated_trap_archive_never_escapes") {
             return Ok(());
         }
         let home = Home::new();
@@ -730,7 +809,7 @@ proptest::proptest! {
 
 #[test]
 fn apply_unmutated_trap_archive_is_contained() {
-    if !root_or_skip("apply_unmutated_trap_archive_is_contained") {
+    if !require_root("apply_unmutated_trap_archive_is_contained") {
         return;
     }
     let home = Home::new();

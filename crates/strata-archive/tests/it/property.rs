@@ -13,7 +13,7 @@ use strata_archive::{
     ExportOptions, WhiteoutFormat,
 };
 
-use crate::common::{assert_same_tree, lines, root_or_skip, snapshot, Mount};
+use crate::common::{assert_same_tree, lines, require_root, snapshot, Mount};
 
 fn entries(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut dirs = vec![PathBuf::new()];
@@ -301,7 +301,7 @@ fn check(seed: u64, layers: usize) {
 
 #[test]
 fn changes_random_two_layer_stacks_match_whole_tree_and_round_trip() {
-    if !root_or_skip("changes_random_two_layer_stacks_match_whole_tree_and_round_trip") {
+    if !require_root("changes_random_two_layer_stacks_match_whole_tree_and_round_trip") {
         return;
     }
     for seed in 0..cases() {
@@ -311,7 +311,7 @@ fn changes_random_two_layer_stacks_match_whole_tree_and_round_trip() {
 
 #[test]
 fn changes_random_deep_stacks_match_whole_tree_and_round_trip() {
-    if !root_or_skip("changes_random_deep_stacks_match_whole_tree_and_round_trip") {
+    if !require_root("changes_random_deep_stacks_match_whole_tree_and_round_trip") {
         return;
     }
     for seed in 100..100 + cases() {

@@ -1,5 +1,5 @@
 //! `strata apply ID [--parent P] [FILE|-]`: streams a layer tar (plain, gzip or zstd, told
-//! apart by its first bytes) into the layer and prints the layer's size.
+//! apart by its first bytes) into the layer and prints the layer's size (as `strata size ID`).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -11,7 +11,7 @@ use strata::{Driver, LayerId};
 use strata_image::compression::Decoder;
 
 use super::{parse_id, Outcome};
-use crate::exit::MissingInput;
+use crate::exit::{MissingInput, UsageError};
 use crate::output::{self, Output};
 
 /// Flags of `apply`.
@@ -48,7 +48,25 @@ pub fn open_input(path: &Path) -> Result<File> {
 
 /// Applies the tar and prints the size.
 pub fn run(d: &Driver, args: Args, out: Output) -> Result<Outcome> {
-    let parent = super::parent_or_own(d, &args.id, args.parent.clone())?;
+    if args.parent.as_ref() == Some(&args.id) {
+        return Err(UsageError(format!(
+            "--parent {} names the layer itself; give the layer the tar is a diff against",
+            args.id
+        ))
+        .into());
+    }
+    if !d.exists(&args.id) {
+        return Err(strata::Error::LayerNotFound {
+            id: args.id.to_string(),
+        })
+        .with_context(|| format!("apply to layer {}", args.id));
+    }
+    if let Some(p) = args.parent.as_ref().filter(|p| !d.exists(p)) {
+        return Err(strata::Error::LayerNotFound { id: p.to_string() })
+            .with_context(|| format!("apply to layer {} against parent {p}", args.id));
+    }
+    let own_parent = super::parent_or_own(d, &args.id, None)?;
+    let parent = args.parent.clone().or_else(|| own_parent.clone());
     let (input, total, name): (Box<dyn Read>, Option<u64>, String) = match args.file.as_deref() {
         None => (Box::new(io::stdin().lock()), None, "standard input".into()),
         Some(p) if p == Path::new("-") => {
@@ -64,9 +82,18 @@ pub fn run(d: &Driver, args: Args, out: Output) -> Result<Outcome> {
     let reader = BufReader::with_capacity(256 * 1024, bar.wrap_read(input));
     let decoder = Decoder::new(reader).with_context(|| format!("read {name}"))?;
     let compression = decoder.kind();
-    let size = d
+    let applied = d
         .apply_diff(&args.id, parent.as_ref(), decoder)
         .with_context(|| format!("apply {name} ({compression}) to layer {}", args.id))?;
+    // One figure whatever path the store took: the layer's size against its own parent (what
+    // `strata size ID` prints). The store returns that already when the tar is a diff against
+    // the layer's own parent; against another layer it counts the bytes it wrote instead.
+    let size = if parent == own_parent {
+        applied
+    } else {
+        d.diff_size(&args.id, own_parent.as_ref())
+            .with_context(|| format!("size layer {}", args.id))?
+    };
     bar.finish_and_clear();
     let data = Applied {
         id: args.id.as_str(),

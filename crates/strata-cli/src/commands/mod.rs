@@ -14,6 +14,7 @@ pub mod load;
 pub mod ls;
 pub mod metadata;
 pub mod mount;
+pub mod orphans;
 pub mod rm;
 pub mod size;
 pub mod status;
@@ -96,12 +97,16 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     if let Command::ContainerdSnapshotter(args) = cli.command {
         return containerd_snapshotter::run(args, &cli.storage_opt);
     }
+    // Reads a Docker data root, not a strata home: no driver is opened for it.
+    if let Command::Orphans(args) = cli.command {
+        return orphans::run(args, &cli.home, out);
+    }
     let driver = open_driver(&cli.home, &cli.storage_opt)?;
     let d = &driver;
     match cli.command {
         Command::Status => status::run(d, out),
         Command::Create(args) => create::run(d, args),
-        Command::Rm(a) => rm::run(d, &a.id),
+        Command::Rm(args) => rm::run(d, args),
         Command::Exists(a) => exists::run(d, &a.id, out),
         Command::Ls => ls::run(d, out),
         Command::Mount(a) => mount::run(d, &a.id, out),
@@ -114,7 +119,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Changes(args) => changes::run(d, args, out),
         Command::Size(args) => size::run(d, args, out),
         Command::Load(args) => load::run(d, args, out),
-        Command::DockerPlugin(_) | Command::ContainerdSnapshotter(_) => {
+        Command::DockerPlugin(_) | Command::ContainerdSnapshotter(_) | Command::Orphans(_) => {
             unreachable!("served above")
         }
     }

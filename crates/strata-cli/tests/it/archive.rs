@@ -1,7 +1,8 @@
 //! Layer content subcommands: apply (plain, gzip, zstd; file and stdin), diff, changes, size.
 
-use crate::image::{gzip, layer_tar, zstd, E};
-use crate::support::{root_or_skip, Home};
+use crate::support::Home;
+use strata_testkit::images::{gzip, layer_tar, zstd, Entry as E};
+use strata_testkit::require_root;
 
 fn base_tar() -> Vec<u8> {
     layer_tar(&[
@@ -26,7 +27,7 @@ fn home_with_base() -> Home {
 
 #[test]
 fn apply_file_gzip_and_zstd_stdin_print_size() {
-    if !root_or_skip("apply_file_gzip_and_zstd_stdin_print_size") {
+    if !require_root("apply_file_gzip_and_zstd_stdin_print_size") {
         return;
     }
     let h = home_with_base();
@@ -63,7 +64,7 @@ fn apply_file_gzip_and_zstd_stdin_print_size() {
 
 #[test]
 fn apply_missing_file_exits_3_corrupt_input_exits_4() {
-    if !root_or_skip("apply_missing_file_exits_3_corrupt_input_exits_4") {
+    if !require_root("apply_missing_file_exits_3_corrupt_input_exits_4") {
         return;
     }
     let h = Home::new();
@@ -82,7 +83,7 @@ fn apply_missing_file_exits_3_corrupt_input_exits_4() {
 
 #[test]
 fn changes_sorted_letters_and_json_words() {
-    if !root_or_skip("changes_sorted_letters_and_json_words") {
+    if !require_root("changes_sorted_letters_and_json_words") {
         return;
     }
     let h = home_with_base();
@@ -107,7 +108,7 @@ fn changes_sorted_letters_and_json_words() {
 
 #[test]
 fn diff_to_file_applies_onto_fresh_child_with_same_size() {
-    if !root_or_skip("diff_to_file_applies_onto_fresh_child_with_same_size") {
+    if !require_root("diff_to_file_applies_onto_fresh_child_with_same_size") {
         return;
     }
     let h = home_with_base();
@@ -156,7 +157,7 @@ fn diff_to_file_applies_onto_fresh_child_with_same_size() {
 
 #[test]
 fn diff_with_parent_flag_against_grandparent() {
-    if !root_or_skip("diff_with_parent_flag_against_grandparent") {
+    if !require_root("diff_with_parent_flag_against_grandparent") {
         return;
     }
     let h = home_with_base();

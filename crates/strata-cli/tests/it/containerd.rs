@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use strata_containerd::meta::{Journal, Meta};
 
-use crate::support::{bin, root_or_skip, Home};
+use crate::support::{bin, Home};
+use strata_testkit::require_root;
 
 /// The server process; killed on drop unless it exited.
 struct Server(Child);
@@ -24,7 +25,7 @@ impl Drop for Server {
 
 #[test]
 fn containerd_snapshotter_serves_0600_and_check_repairs_its_root() {
-    if !root_or_skip("containerd_snapshotter_serves_0600_and_check_repairs_its_root") {
+    if !require_root("containerd_snapshotter_serves_0600_and_check_repairs_its_root") {
         return;
     }
     let home = Home::new();

@@ -2,8 +2,9 @@
 
 use strata_image::Digest;
 
-use crate::image::{docker_save, gzip, layer_tar, oci_archive, zstd, E};
-use crate::support::{mounts_under, root_or_skip, Home};
+use crate::support::Home;
+use strata_testkit::images::{docker_save, gzip, layer_tar, oci_archive, zstd, Entry as E, Oci};
+use strata_testkit::{mounts_under, require_root};
 
 fn layers() -> (Vec<Vec<u8>>, Vec<Digest>) {
     let l0 = layer_tar(&[
@@ -19,13 +20,13 @@ fn layers() -> (Vec<Vec<u8>>, Vec<Digest>) {
 
 #[test]
 fn load_docker_save_prints_top_chain_id_and_content_is_visible() {
-    if !root_or_skip("load_docker_save_prints_top_chain_id_and_content_is_visible") {
+    if !require_root("load_docker_save_prints_top_chain_id_and_content_is_visible") {
         return;
     }
     let h = Home::new();
     let (ls, ids) = layers();
     let a = h.scratch("img.tar");
-    docker_save(&a, &ls, &ids);
+    docker_save(&a, &ls, &ids, "test:1");
     let top = Digest::chain(Some(&ids[0]), &ids[1]);
     assert_eq!(
         h.run(&["load", a.to_str().unwrap()]).ok(),
@@ -51,20 +52,20 @@ fn load_docker_save_prints_top_chain_id_and_content_is_visible() {
 
 #[test]
 fn load_oci_archive_reuses_shared_base_layer() {
-    if !root_or_skip("load_oci_archive_reuses_shared_base_layer") {
+    if !require_root("load_oci_archive_reuses_shared_base_layer") {
         return;
     }
     let h = Home::new();
     let (ls, ids) = layers();
     let a = h.scratch("img.tar");
-    docker_save(&a, &ls, &ids);
+    docker_save(&a, &ls, &ids, "test:1");
     h.run(&["load", a.to_str().unwrap()]).ok();
 
     // Same base, a different second layer, compressed blobs.
     let other = layer_tar(&[E::File("other", "x")]);
     let oci_ids = vec![ids[0].clone(), Digest::of(&other)];
     let o = h.scratch("oci.tar");
-    oci_archive(&o, &[gzip(&ls[0]), zstd(&other)], &oci_ids);
+    oci_archive(&o, &[gzip(&ls[0]), zstd(&other)], &oci_ids, &Oci::default());
     let v = h.run(&["--json", "load", o.to_str().unwrap()]).json();
     let img = &v["images"][0];
     assert_eq!(img["tags"], serde_json::json!(["test:oci"]));
@@ -92,14 +93,14 @@ fn load_oci_archive_reuses_shared_base_layer() {
 
 #[test]
 fn load_wrong_diff_id_is_refused_and_leaves_no_layer() {
-    if !root_or_skip("load_wrong_diff_id_is_refused_and_leaves_no_layer") {
+    if !require_root("load_wrong_diff_id_is_refused_and_leaves_no_layer") {
         return;
     }
     let h = Home::new();
     let (ls, mut ids) = layers();
     ids[0] = Digest::of(b"not the layer");
     let a = h.scratch("bad.tar");
-    docker_save(&a, &ls, &ids);
+    docker_save(&a, &ls, &ids, "test:1");
     let e = h.run(&["load", a.to_str().unwrap()]).fails(4).to_owned();
     assert!(e.contains("diff id mismatch"), "{e}");
     assert!(e.contains(a.to_str().unwrap()), "{e}");
@@ -109,13 +110,13 @@ fn load_wrong_diff_id_is_refused_and_leaves_no_layer() {
 
 #[test]
 fn load_gzip_archive_from_stdin_and_missing_file_exits_3() {
-    if !root_or_skip("load_gzip_archive_from_stdin_and_missing_file_exits_3") {
+    if !require_root("load_gzip_archive_from_stdin_and_missing_file_exits_3") {
         return;
     }
     let h = Home::new();
     let (ls, ids) = layers();
     let a = h.scratch("img.tar");
-    docker_save(&a, &ls, &ids);
+    docker_save(&a, &ls, &ids, "test:1");
     let gz = gzip(&std::fs::read(&a).unwrap());
     let top = Digest::chain(Some(&ids[0]), &ids[1]);
     assert_eq!(
@@ -134,13 +135,13 @@ fn load_gzip_archive_from_stdin_and_missing_file_exits_3() {
 
 #[test]
 fn load_same_archive_from_two_processes_both_succeed() {
-    if !root_or_skip("load_same_archive_from_two_processes_both_succeed") {
+    if !require_root("load_same_archive_from_two_processes_both_succeed") {
         return;
     }
     let h = Home::new();
     let (ls, ids) = layers();
     let a = h.scratch("img.tar");
-    docker_save(&a, &ls, &ids);
+    docker_save(&a, &ls, &ids, "test:1");
     let spawn = || {
         h.cmd(&["load", a.to_str().unwrap()])
             .stdout(std::process::Stdio::piped())
@@ -166,13 +167,13 @@ fn load_same_archive_from_two_processes_both_succeed() {
 
 #[test]
 fn load_oci_layout_directory_prints_top() {
-    if !root_or_skip("load_oci_layout_directory_prints_top") {
+    if !require_root("load_oci_layout_directory_prints_top") {
         return;
     }
     let h = Home::new();
     let (ls, ids) = layers();
     let a = h.scratch("oci.tar");
-    oci_archive(&a, &[ls[0].clone(), gzip(&ls[1])], &ids);
+    oci_archive(&a, &[ls[0].clone(), gzip(&ls[1])], &ids, &Oci::default());
     let dir = h.scratch("layout");
     std::fs::create_dir(&dir).unwrap();
     tar::Archive::new(std::fs::File::open(&a).unwrap())

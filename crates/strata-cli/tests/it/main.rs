@@ -8,8 +8,10 @@
 
 mod archive;
 mod containerd;
-mod image;
+mod hardening;
+mod incomplete;
 mod load;
+mod orphans;
 mod plugin;
 mod store;
 mod support;

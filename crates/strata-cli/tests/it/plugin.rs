@@ -6,11 +6,12 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, root_or_skip};
+use crate::support::bin;
+use strata_testkit::require_root;
 
 #[test]
 fn docker_plugin_activates_on_socket_and_stops_on_sigterm() {
-    if !root_or_skip("docker_plugin_activates_on_socket_and_stops_on_sigterm") {
+    if !require_root("docker_plugin_activates_on_socket_and_stops_on_sigterm") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

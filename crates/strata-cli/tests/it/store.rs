@@ -3,11 +3,12 @@
 
 use std::process::Stdio;
 
-use crate::support::{mounts_under, root_or_skip, Home};
+use crate::support::Home;
+use strata_testkit::{mounts_under, require_root};
 
 #[test]
 fn status_json_has_home_driver_and_pairs() {
-    if !root_or_skip("status_json_has_home_driver_and_pairs") {
+    if !require_root("status_json_has_home_driver_and_pairs") {
         return;
     }
     let h = Home::new();
@@ -24,7 +25,7 @@ fn status_json_has_home_driver_and_pairs() {
 
 #[test]
 fn create_ls_rm_lists_exactly_the_layers() {
-    if !root_or_skip("create_ls_rm_lists_exactly_the_layers") {
+    if !require_root("create_ls_rm_lists_exactly_the_layers") {
         return;
     }
     let h = Home::new();
@@ -42,7 +43,7 @@ fn create_ls_rm_lists_exactly_the_layers() {
 
 #[test]
 fn exists_present_is_0_absent_is_1() {
-    if !root_or_skip("exists_present_is_0_absent_is_1") {
+    if !require_root("exists_present_is_0_absent_is_1") {
         return;
     }
     let h = Home::new();
@@ -58,7 +59,7 @@ fn exists_present_is_0_absent_is_1() {
 
 #[test]
 fn errors_have_documented_exit_codes_and_name_the_object() {
-    if !root_or_skip("errors_have_documented_exit_codes_and_name_the_object") {
+    if !require_root("errors_have_documented_exit_codes_and_name_the_object") {
         return;
     }
     let h = Home::new();
@@ -96,7 +97,7 @@ fn errors_have_documented_exit_codes_and_name_the_object() {
 
 #[test]
 fn create_rw_size_quota_or_clear_refusal() {
-    if !root_or_skip("create_rw_size_quota_or_clear_refusal") {
+    if !require_root("create_rw_size_quota_or_clear_refusal") {
         return;
     }
     let h = Home::new();
@@ -121,7 +122,7 @@ fn create_rw_size_quota_or_clear_refusal() {
 
 #[test]
 fn mount_two_processes_share_one_mount_two_umounts_release() {
-    if !root_or_skip("mount_two_processes_share_one_mount_two_umounts_release") {
+    if !require_root("mount_two_processes_share_one_mount_two_umounts_release") {
         return;
     }
     let h = Home::new();
@@ -149,7 +150,7 @@ fn mount_two_processes_share_one_mount_two_umounts_release() {
 
 #[test]
 fn mount_json_and_base_layer_is_its_diff_dir() {
-    if !root_or_skip("mount_json_and_base_layer_is_its_diff_dir") {
+    if !require_root("mount_json_and_base_layer_is_its_diff_dir") {
         return;
     }
     let h = Home::new();
@@ -166,7 +167,7 @@ fn mount_json_and_base_layer_is_its_diff_dir() {
 
 #[test]
 fn metadata_text_and_json_name_the_dirs() {
-    if !root_or_skip("metadata_text_and_json_name_the_dirs") {
+    if !require_root("metadata_text_and_json_name_the_dirs") {
         return;
     }
     let h = Home::new();
@@ -188,7 +189,7 @@ fn metadata_text_and_json_name_the_dirs() {
 
 #[test]
 fn cleanup_unmounts_everything() {
-    if !root_or_skip("cleanup_unmounts_everything") {
+    if !require_root("cleanup_unmounts_everything") {
         return;
     }
     let h = Home::new();
@@ -204,7 +205,7 @@ fn cleanup_unmounts_everything() {
 
 #[test]
 fn check_damage_exits_1_repair_exits_0_then_clean() {
-    if !root_or_skip("check_damage_exits_1_repair_exits_0_then_clean") {
+    if !require_root("check_damage_exits_1_repair_exits_0_then_clean") {
         return;
     }
     let h = Home::new();
@@ -236,7 +237,7 @@ fn check_damage_exits_1_repair_exits_0_then_clean() {
 
 #[test]
 fn ls_into_closed_pipe_exits_0() {
-    if !root_or_skip("ls_into_closed_pipe_exits_0") {
+    if !require_root("ls_into_closed_pipe_exits_0") {
         return;
     }
     let h = Home::new();

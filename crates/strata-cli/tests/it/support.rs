@@ -3,24 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// Whether the test can run: root is needed for overlay mounts. Under STRATA_REQUIRE_ROOT=1 a
-/// missing root is a failure, not a skip.
-pub fn root_or_skip(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let is_root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0");
-    if is_root {
-        return true;
-    }
-    if std::env::var("STRATA_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{test}: needs root (STRATA_REQUIRE_ROOT=1 forbids skipping)");
-    }
-    eprintln!("{test}: skipped, needs root");
-    false
-}
+use strata_testkit::mounts_under;
 
 /// A temporary home. Drop runs `strata cleanup` and fails the test if a mount under the home
 /// is left.
@@ -130,18 +113,6 @@ impl Home {
         writer.join().unwrap();
         Run::from(out)
     }
-}
-
-/// Mount points at or under `dir`, from this process's mount table.
-pub fn mounts_under(dir: &Path) -> Vec<String> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let prefix = dir.to_string_lossy().into_owned();
-    table
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
-        .map(str::to_owned)
-        .collect()
 }
 
 impl Drop for Home {

@@ -5,8 +5,9 @@ use std::process::Command;
 
 use strata_image::Digest;
 
-use crate::image::{docker_save, layer_tar, E};
-use crate::support::{bin, root_or_skip, Home};
+use crate::support::{bin, Home};
+use strata_testkit::images::{docker_save, layer_tar, Entry as E};
+use strata_testkit::require_root;
 
 /// Runs `strata --home H ARGS` with a pseudo-terminal as stdin, stdout and stderr; returns the
 /// exit code and everything the terminal showed.
@@ -24,14 +25,14 @@ fn on_tty(h: &Home, args: &str) -> (i32, String) {
 
 #[test]
 fn load_progress_shows_on_terminal_only_and_diff_refuses_terminal() {
-    if !root_or_skip("load_progress_shows_on_terminal_only_and_diff_refuses_terminal") {
+    if !require_root("load_progress_shows_on_terminal_only_and_diff_refuses_terminal") {
         return;
     }
     let h = Home::new();
     let l0 = layer_tar(&[E::File("a", "1")]);
     let ids = vec![Digest::of(&l0)];
     let a = h.scratch("img.tar");
-    docker_save(&a, &[l0], &ids);
+    docker_save(&a, &[l0], &ids, "test:1");
 
     let (code, screen) = on_tty(&h, &format!("load {}", a.display()));
     assert_eq!(code, 0, "{screen}");

@@ -1,68 +1,10 @@
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
+use strata_docker::{serve, Error, Limits, PluginConfig};
 
-use strata_docker::{serve, Error, PluginConfig};
-
-/// Serialises the tests that send SIGTERM to this process.
-static SIGNALS: Mutex<()> = Mutex::new(());
-
-fn wait_for_socket(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(path).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never answered",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// One POST on a fresh connection; returns the status line and the body.
-fn post(path: &Path, method: &str, body: &str) -> (String, String) {
-    let mut s = UnixStream::connect(path).unwrap();
-    write!(
-        s,
-        "POST /{method} HTTP/1.1\r\nHost: plugin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut r = BufReader::new(s);
-    let mut status = String::new();
-    r.read_line(&mut status).unwrap();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut rest = String::new();
-    r.read_to_string(&mut rest).unwrap();
-    (status.trim_end().to_owned(), rest)
-}
-
-fn sigterm_self() {
-    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)
-        .unwrap();
-}
-
-fn start(socket: PathBuf) -> thread::JoinHandle<Result<(), Error>> {
-    let config = PluginConfig {
-        name: "strata-it".into(),
-        socket: Some(socket),
-    };
-    thread::spawn(move || serve(&config))
-}
+use crate::support::{post, serial, sigterm_self, start, wait_for_socket};
 
 #[test]
 fn serve_sigterm_stops_cleanly_and_removes_the_socket() {
-    let _guard = SIGNALS.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/strata-it.sock");
     let server = start(socket.clone());
@@ -84,7 +26,7 @@ fn serve_sigterm_stops_cleanly_and_removes_the_socket() {
 
 #[test]
 fn serve_live_socket_is_refused_and_left_alone() {
-    let _guard = SIGNALS.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("strata-it.sock");
     let first = start(socket.clone());
@@ -92,6 +34,7 @@ fn serve_live_socket_is_refused_and_left_alone() {
     let err = serve(&PluginConfig {
         name: "strata-it".into(),
         socket: Some(socket.clone()),
+        limits: Limits::default(),
     })
     .unwrap_err();
     assert!(matches!(err, Error::SocketInUse { .. }), "{err}");
@@ -107,6 +50,7 @@ fn serve_invalid_name_is_refused() {
     let err = serve(&PluginConfig {
         name: "../escape".into(),
         socket: None,
+        limits: Limits::default(),
     })
     .unwrap_err();
     assert!(matches!(err, Error::InvalidName { .. }), "{err}");

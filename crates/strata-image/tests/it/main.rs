@@ -6,11 +6,12 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use strata::LayerId;
 use strata_image::{Archive, Digest, LayerStore, NoProgress};
+use strata_testkit::images::{self, gzip, image_config as config};
 
 /// Per layer id: its parent and the names its applied tar held.
 type Layers = BTreeMap<String, (Option<String>, Vec<String>)>;
@@ -20,7 +21,8 @@ type Layers = BTreeMap<String, (Option<String>, Vec<String>)>;
 struct FakeStore {
     layers: RefCell<Layers>,
     applies: RefCell<usize>,
-    journal: Option<std::path::PathBuf>,
+    /// A home layout whose fill markers the fake uses (as the real store does).
+    fills: Option<strata::layout::Layout>,
 }
 
 impl LayerStore for FakeStore {
@@ -40,9 +42,13 @@ impl LayerStore for FakeStore {
         &self,
         id: &LayerId,
         _: Option<&LayerId>,
+        fill: Option<&strata::FillGuard>,
         tar: &mut dyn Read,
     ) -> strata::Result<u64> {
         *self.applies.borrow_mut() += 1;
+        if self.fills.is_some() {
+            assert_eq!(fill.map(|f| f.id()), Some(id), "applied under its marker");
+        }
         // Like the real engine: stop at the end-of-archive blocks, leave the padding unread.
         let mut names = vec![];
         let mut size = 0;
@@ -62,102 +68,30 @@ impl LayerStore for FakeStore {
         self.layers.borrow_mut().remove(id.as_str());
         Ok(())
     }
-    fn journal_dir(&self) -> Option<std::path::PathBuf> {
-        self.journal.clone()
+    fn begin_fill(&self, id: &LayerId) -> strata::Result<Option<strata::FillGuard>> {
+        self.fills
+            .as_ref()
+            .map(|l| strata::fill::begin(l, id))
+            .transpose()
     }
 }
 
 fn layer_tar(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, data.as_bytes()).unwrap();
-    }
-    b.into_inner().unwrap()
+    images::files_tar(files)
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-fn write_archive(path: &Path, files: &[(String, Vec<u8>)]) {
-    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, &data[..]).unwrap();
-    }
-    b.finish().unwrap();
-}
-
-fn config(diff_ids: &[Digest]) -> Vec<u8> {
-    let ids: Vec<String> = diff_ids.iter().map(|d| d.to_string()).collect();
-    serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": ids}
-    }))
-    .unwrap()
-}
-
-/// A docker-save archive; layers appear before manifest.json, as `docker save` writes them.
 fn docker_save(path: &Path, layers: &[Vec<u8>], diff_ids: &[Digest]) {
-    let cfg = config(diff_ids);
-    let cfg_name = format!("{}.json", Digest::of(&cfg).hex());
-    let mut files = vec![];
-    let mut names = vec![];
-    for (i, l) in layers.iter().enumerate() {
-        let n = format!("layer{i}/layer.tar");
-        files.push((n.clone(), l.clone()));
-        names.push(n);
-    }
-    files.push((cfg_name.clone(), cfg));
-    let manifest =
-        serde_json::json!([{"Config": cfg_name, "RepoTags": ["demo:1"], "Layers": names}]);
-    files.push((
-        "manifest.json".into(),
-        serde_json::to_vec(&manifest).unwrap(),
-    ));
-    write_archive(path, &files);
+    images::docker_save(path, layers, diff_ids, "demo:1");
 }
 
+/// An OCI layout of gzip layers whose index lists a foreign platform first.
 fn oci_files(blobs: &[Vec<u8>], diff_ids: &[Digest]) -> Vec<(String, Vec<u8>)> {
-    let mut files = vec![(
-        "oci-layout".to_string(),
-        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-    )];
-    let mut add = |data: Vec<u8>| {
-        let d = Digest::of(&data);
-        let size = data.len();
-        files.push((format!("blobs/sha256/{}", d.hex()), data));
-        (d, size)
+    let how = images::Oci {
+        tag: "demo:oci",
+        layer_media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+        foreign_platform_first: true,
     };
-    let (cd, cs) = add(config(diff_ids));
-    let layers: Vec<_> = blobs
-        .iter()
-        .map(|b| {
-            let (d, s) = add(b.clone());
-            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": s})
-        })
-        .collect();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": cs},
-        "layers": layers});
-    let (md, ms) = add(serde_json::to_vec(&manifest).unwrap());
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": ms,
-         "platform": {"architecture": "s390x-not-this-host", "os": "linux"}},
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.to_string(), "size": ms,
-         "annotations": {"org.opencontainers.image.ref.name": "demo:oci"}}]});
-    files.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
-    files
+    images::oci_files(blobs, diff_ids, &how)
 }
 
 fn two_layers() -> (Vec<Vec<u8>>, Vec<Digest>) {
@@ -229,7 +163,7 @@ fn load_oci_archive_gzip_layers_verified_and_platform_filtered() {
     let (layers, ids) = two_layers();
     let blobs: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
     let path = dir.path().join("oci.tar");
-    write_archive(&path, &oci_files(&blobs, &ids));
+    images::write_tar(&path, &oci_files(&blobs, &ids));
     let store = FakeStore::default();
     let archive = Archive::open(&path, dir.path()).unwrap();
     assert_eq!(
@@ -253,10 +187,7 @@ fn load_oci_archive_gzip_layers_verified_and_platform_filtered() {
 fn load_oci_layout_directory_with_zstd_layer() {
     let dir = tempfile::tempdir().unwrap();
     let (layers, ids) = two_layers();
-    let blobs = vec![
-        layers[0].clone(),
-        zstd::stream::encode_all(&layers[1][..], 3).unwrap(),
-    ];
+    let blobs = vec![layers[0].clone(), images::zstd(&layers[1])];
     let root = dir.path().join("layout");
     for (name, data) in oci_files(&blobs, &ids) {
         let p = root.join(name);
@@ -286,7 +217,7 @@ fn load_oci_corrupt_blob_digest_is_refused() {
         f.1 = gzip(&layers[1]);
     }
     let path = dir.path().join("oci.tar");
-    write_archive(&path, &files);
+    images::write_tar(&path, &files);
     let store = FakeStore::default();
     let err = Archive::open(&path, dir.path())
         .unwrap()
@@ -300,7 +231,7 @@ fn load_oci_corrupt_blob_digest_is_refused() {
 fn open_plain_tar_without_metadata_is_not_an_image() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.tar");
-    write_archive(&path, &[("hello".into(), b"hi".to_vec())]);
+    images::write_tar(&path, &[("hello".into(), b"hi".to_vec())]);
     let err = Archive::open(&path, dir.path()).unwrap_err();
     assert!(err.to_string().contains("not an image archive"), "{err}");
 }
@@ -324,22 +255,23 @@ fn load_layer_left_unfinished_by_dead_loader_is_redone() {
     let (layers, ids) = two_layers();
     let path = dir.path().join("img.tar");
     docker_save(&path, &layers, &ids);
-    let journal = dir.path().join("journal");
+    let home = strata::layout::Layout::new(dir.path().join("home"));
+    for d in [home.locks(), home.staging(), home.incomplete_dir()] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let markers = || std::fs::read_dir(home.incomplete_dir()).unwrap().count();
     let store = FakeStore {
-        journal: Some(journal.clone()),
+        fills: Some(home.clone()),
         ..FakeStore::default()
     };
     let archive = Archive::open(&path, dir.path()).unwrap();
     archive.load(&store, &mut NoProgress).unwrap();
-    assert_eq!(
-        std::fs::read_dir(&journal).unwrap().count(),
-        0,
-        "markers are removed"
-    );
+    assert_eq!(markers(), 0, "markers are removed");
     // A loader died while filling the top layer: its marker is on disk, nobody holds it, and
     // the layer it left is empty.
     let top = Digest::chain(Some(&ids[0]), &ids[1]);
-    std::fs::write(journal.join(top.hex()), "").unwrap();
+    let top_id: LayerId = top.hex().parse().unwrap();
+    drop(strata::fill::begin(&home, &top_id).unwrap());
     store
         .layers
         .borrow_mut()
@@ -358,7 +290,12 @@ fn load_layer_left_unfinished_by_dead_loader_is_redone() {
         store.layers.borrow()[top.hex()].1,
         vec![".wh.gone", "added"]
     );
-    assert_eq!(std::fs::read_dir(&journal).unwrap().count(), 0);
+    assert_eq!(markers(), 0);
+    assert_eq!(
+        std::fs::read_dir(home.staging()).unwrap().count(),
+        0,
+        "no marker staging file is left"
+    );
 }
 
 #[test]
@@ -370,7 +307,7 @@ fn open_manifest_naming_paths_outside_archive_is_refused() {
     let manifest =
         serde_json::json!([{"Config": "c.json", "Layers": ["../secret", "/etc/passwd"]}]);
     let path = dir.path().join("evil.tar");
-    write_archive(
+    images::write_tar(
         &path,
         &[
             ("c.json".into(), cfg),
@@ -401,7 +338,7 @@ fn open_oci_digest_with_path_is_refused() {
         {"mediaType": "application/vnd.oci.image.manifest.v1+json",
          "digest": "sha256:../../../../etc/passwd", "size": 1}]});
     let path = dir.path().join("evil.tar");
-    write_archive(
+    images::write_tar(
         &path,
         &[
             ("oci-layout".into(), b"{}".to_vec()),

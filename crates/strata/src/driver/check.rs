@@ -1,7 +1,8 @@
 //! `check` and `check --repair`: finds (and fixes) what a crash or a foreign tool can leave in a
-//! home — dangling or missing short links, missing `link` files, layers whose parent is gone,
-//! leftover staging directories, stale mount counts and mounts nothing references. Repair holds
-//! the home lock exclusively, so no create or remove runs meanwhile.
+//! home — layers a failed or killed fill left incomplete, dangling or missing short links,
+//! missing `link` files, layers whose parent is gone, leftover staging directories, stale mount
+//! counts and mounts nothing references. Repair holds the home lock exclusively, so no create or
+//! remove runs meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -10,16 +11,18 @@ use serde::Serialize;
 
 use super::Driver;
 use crate::error::{Error, Result};
+use crate::fill::{self, FillState};
 use crate::id::{LayerId, LinkId};
+use crate::layout::{Layout, LowerChain};
 use crate::lock::LockKind;
-use crate::mount::exec;
+use crate::mount::refs::MountFinding;
 
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// Machine-readable kind: `dangling-link`, `missing-link`, `missing-link-file`,
-    /// `not-a-link`, `missing-parent`, `leftover-staging`, `orphan-quota-record`,
-    /// `stale-mount-count`, `unreferenced-mount`.
+    /// Machine-readable kind: `incomplete-layer`, `dangling-link`, `missing-link`,
+    /// `missing-link-file`, `not-a-link`, `missing-parent`, `leftover-staging`,
+    /// `orphan-quota-record`, `stale-mount-count`, `unreferenced-mount`.
     pub kind: String,
     /// The path concerned.
     pub path: PathBuf,
@@ -46,6 +49,15 @@ impl CheckReport {
     pub fn all_repaired(&self) -> bool {
         self.problems.iter().all(|p| p.repaired)
     }
+
+    fn add(&mut self, kind: &str, path: PathBuf, detail: String, repaired: bool) {
+        self.problems.push(Problem {
+            kind: kind.to_owned(),
+            path,
+            detail,
+            repaired,
+        });
+    }
 }
 
 impl Driver {
@@ -60,28 +72,86 @@ impl Driver {
             LockKind::Shared
         };
         let _home = self.home_lock(kind)?;
-        let layout = self.layout.clone();
-        let mut report = CheckReport::default();
-        let mut add = |kind: &str, path: PathBuf, detail: String, repaired: bool| {
-            report.problems.push(Problem {
-                kind: kind.to_owned(),
-                path,
-                detail,
-                repaired,
-            });
+        let mut check = Check {
+            driver: self,
+            layout: &self.layout,
+            repair,
+            layers: self.list()?.into_iter().collect(),
+            report: CheckReport::default(),
         };
+        check.incomplete()?;
+        let link_to_layer = check.short_links()?;
+        let valid_links = check.link_files(&link_to_layer);
+        check.lower_chains(&valid_links);
+        check.staging()?;
+        check.quota_records()?;
+        check.mounts()?;
+        Ok(check.report)
+    }
+}
 
-        let layers: BTreeSet<LayerId> = self.list()?.into_iter().collect();
+/// One run of `check`: the passes, in order, each adding what it finds to the report.
+struct Check<'a> {
+    driver: &'a Driver,
+    layout: &'a Layout,
+    repair: bool,
+    layers: BTreeSet<LayerId>,
+    report: CheckReport,
+}
 
-        // Short links: map link -> layer, and find dangling or foreign entries.
-        let mut link_to_layer: BTreeMap<String, String> = BTreeMap::new();
-        let ldir = layout.link_dir();
+impl Check<'_> {
+    /// Markers nobody holds ([`crate::fill`]): a layer an apply or load left incomplete (removed
+    /// on repair, before the chains are checked, so the layers built on it are found as missing
+    /// their parent and removed too), or the marker of a layer that never came to exist (a load
+    /// killed before creating it; removed on repair). A held marker is a fill in progress.
+    fn incomplete(&mut self) -> Result<()> {
+        for id in fill::marked(self.layout)? {
+            if fill::state(self.layout, &id)? != FillState::Incomplete {
+                continue;
+            }
+            if self.layers.contains(&id) {
+                let repaired = self.repair
+                    && self.driver.remove_locked(&id).is_ok()
+                    && fill::state(self.layout, &id)? == FillState::None;
+                if repaired {
+                    self.layers.remove(&id);
+                }
+                self.report.add(
+                    "incomplete-layer",
+                    self.layout.layer(&id),
+                    format!(
+                        "layer {id} was left incomplete by an apply or load that failed or was \
+                         killed; it cannot be mounted or built on (repair removes it)"
+                    ),
+                    repaired,
+                );
+            } else {
+                let repaired = self.repair && fill::clear_stale(self.layout, &id).is_ok();
+                self.report.add(
+                    "incomplete-layer",
+                    self.layout.incomplete(&id),
+                    format!(
+                        "marker of layer {id}, which does not exist (a load killed before \
+                         creating it)"
+                    ),
+                    repaired,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Short links: which link leads to which layer; entries that are not links, and links to
+    /// no layer (removed on repair). Returns link name -> layer.
+    fn short_links(&mut self) -> Result<BTreeMap<String, LayerId>> {
+        let mut link_to_layer = BTreeMap::new();
+        let ldir = self.layout.link_dir();
         for e in std::fs::read_dir(&ldir).map_err(Error::io("read directory", &ldir))? {
             let e = e.map_err(Error::io("read directory", &ldir))?;
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             let Ok(target) = std::fs::read_link(&path) else {
-                add(
+                self.report.add(
                     "not-a-link",
                     path,
                     "an entry of l/ that is not a symlink".into(),
@@ -89,18 +159,13 @@ impl Driver {
                 );
                 continue;
             };
-            let layer = target
-                .to_str()
-                .and_then(|t| t.strip_prefix("../"))
-                .and_then(|t| t.strip_suffix("/diff"))
-                .and_then(|t| t.parse::<LayerId>().ok());
-            match layer {
-                Some(l) if layers.contains(&l) => {
-                    link_to_layer.insert(name, l.to_string());
+            match Layout::layer_of_link_target(&target) {
+                Some(l) if self.layers.contains(&l) => {
+                    link_to_layer.insert(name, l);
                 }
                 _ => {
-                    let repaired = repair && std::fs::remove_file(&path).is_ok();
-                    add(
+                    let repaired = self.repair && std::fs::remove_file(&path).is_ok();
+                    self.report.add(
                         "dangling-link",
                         path,
                         format!("points to {} which is not a layer", target.display()),
@@ -109,15 +174,20 @@ impl Driver {
                 }
             }
         }
-        let layer_to_link: BTreeMap<&str, &str> = link_to_layer
-            .iter()
-            .map(|(l, id)| (id.as_str(), l.as_str()))
-            .collect();
+        Ok(link_to_layer)
+    }
 
-        // Each layer's link file and short link.
+    /// Each layer's `link` file and its short link: a missing link file is recovered from an
+    /// existing short link (or a new one), a missing short link is recreated from the link
+    /// file. Returns every link name a `lower` file may validly name.
+    fn link_files(&mut self, link_to_layer: &BTreeMap<String, LayerId>) -> BTreeSet<String> {
+        let layer_to_link: BTreeMap<&LayerId, &str> = link_to_layer
+            .iter()
+            .map(|(l, id)| (id, l.as_str()))
+            .collect();
         let mut valid_links: BTreeSet<String> = link_to_layer.keys().cloned().collect();
-        for id in &layers {
-            let lf = layout.link_file(id);
+        for id in &self.layers {
+            let lf = self.layout.link_file(id);
             match std::fs::read_to_string(&lf)
                 .ok()
                 .and_then(|s| LinkId::parse(&s).ok())
@@ -125,16 +195,14 @@ impl Driver {
                 None => {
                     // Recover the id from an existing short link when there is one, so children
                     // that name it in their lower files keep working.
-                    let link = layer_to_link
-                        .get(id.as_str())
-                        .and_then(|l| LinkId::parse(l).ok());
+                    let link = layer_to_link.get(id).and_then(|l| LinkId::parse(l).ok());
                     let mut repaired = false;
-                    if repair {
+                    if self.repair {
                         let link = link.clone().unwrap_or_else(LinkId::generate);
-                        let ok_link = layout.link(&link).exists()
+                        let ok_link = self.layout.link(&link).exists()
                             || std::os::unix::fs::symlink(
-                                format!("../{id}/diff"),
-                                layout.link(&link),
+                                Layout::link_target(id),
+                                self.layout.link(&link),
                             )
                             .is_ok();
                         repaired = ok_link && std::fs::write(&lf, link.as_str()).is_ok();
@@ -144,7 +212,7 @@ impl Driver {
                     } else if let Some(link) = link {
                         valid_links.insert(link.to_string());
                     }
-                    add(
+                    self.report.add(
                         "missing-link-file",
                         lf,
                         format!("layer {id} has no valid link file"),
@@ -152,13 +220,13 @@ impl Driver {
                     );
                 }
                 Some(link) if !valid_links.contains(link.as_str()) => {
-                    let lp = layout.link(&link);
-                    let repaired = repair
+                    let lp = self.layout.link(&link);
+                    let repaired = self.repair
                         && std::fs::symlink_metadata(&lp).is_err()
-                        && std::os::unix::fs::symlink(format!("../{id}/diff"), &lp).is_ok();
+                        && std::os::unix::fs::symlink(Layout::link_target(id), &lp).is_ok();
                     // Recoverable from the link file: its children are not orphans.
                     valid_links.insert(link.to_string());
-                    add(
+                    self.report.add(
                         "missing-link",
                         lp,
                         format!("short link of layer {id} is missing"),
@@ -168,101 +236,113 @@ impl Driver {
                 Some(_) => {}
             }
         }
+        valid_links
+    }
 
-        // Lower chains naming links that do not exist: the parent is gone, the layer unusable.
-        for id in &layers {
-            let Ok(s) = std::fs::read_to_string(layout.lower_file(id)) else {
+    /// Lower chains naming links that do not exist: the parent is gone and the layer can never
+    /// be mounted again, so repair removes it.
+    fn lower_chains(&mut self, valid_links: &BTreeSet<String>) {
+        for id in &self.layers {
+            let Ok(s) = std::fs::read_to_string(self.layout.lower_file(id)) else {
                 continue;
             };
-            let missing: Vec<String> = s
-                .trim()
-                .split(':')
-                .filter(|p| !p.is_empty())
-                .filter(|p| {
-                    p.strip_prefix("l/")
-                        .is_none_or(|l| !valid_links.contains(l))
+            let missing: Vec<String> = LowerChain::decode_each(&s)
+                .into_iter()
+                .filter_map(|element| match element {
+                    Ok(link) if valid_links.contains(link.as_str()) => None,
+                    Ok(link) => Some(Layout::relative_link(&link).display().to_string()),
+                    Err(why) => Some(why),
                 })
-                .map(str::to_owned)
                 .collect();
             if !missing.is_empty() {
-                // Repair removes the layer: without its parents it can never be mounted again.
-                let repaired = repair && self.remove_locked(id).is_ok();
-                add(
+                let repaired = self.repair && self.driver.remove_locked(id).is_ok();
+                self.report.add(
                     "missing-parent",
-                    layout.layer(id),
+                    self.layout.layer(id),
                     format!("layer {id} names missing lowers: {}", missing.join(", ")),
                     repaired,
                 );
             }
         }
+    }
 
-        // Leftover staging directories (a crash during create, apply or remove).
-        let sdir = layout.staging();
+    /// Leftover staging directories (a crash during create, apply or remove).
+    fn staging(&mut self) -> Result<()> {
+        let sdir = self.layout.staging();
         for e in std::fs::read_dir(&sdir).map_err(Error::io("read directory", &sdir))? {
-            let path = e.map_err(Error::io("read directory", &sdir))?.path();
-            let repaired = repair && std::fs::remove_dir_all(&path).is_ok();
-            add(
+            let e = e.map_err(Error::io("read directory", &sdir))?;
+            let path = e.path();
+            // Directories (create, apply, remove) and files (a fill marker being made).
+            let repaired = self.repair
+                && if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&path).is_ok()
+                } else {
+                    std::fs::remove_file(&path).is_ok()
+                };
+            self.report.add(
                 "leftover-staging",
                 path,
                 "left by an interrupted operation".into(),
                 repaired,
             );
         }
+        Ok(())
+    }
 
-        // Quota records whose layer is gone (a create killed after the quota was set).
-        if let Some(quota) = &self.quota {
-            for (name, projid) in quota.records()? {
-                let Ok(id) = name.parse::<LayerId>() else {
-                    continue;
-                };
-                if layers.contains(&id) {
-                    continue;
+    /// Quota records whose layer is gone (a create killed after the quota was set).
+    fn quota_records(&mut self) -> Result<()> {
+        let Some(quota) = &self.driver.quota else {
+            return Ok(());
+        };
+        for (name, projid) in quota.records()? {
+            let Ok(id) = name.parse::<LayerId>() else {
+                continue;
+            };
+            if self.layers.contains(&id) {
+                continue;
+            }
+            let repaired = self.repair && quota.release(&id, &self.layout.layer(&id)).is_ok();
+            self.report.add(
+                "orphan-quota-record",
+                self.layout.quota_record(&id),
+                format!("project id {projid} is recorded for {name}, which is not a layer"),
+                repaired,
+            );
+        }
+        Ok(())
+    }
+
+    /// Mounts nothing references (unmounted on repair) and counts of layers not mounted
+    /// (cleared on repair); the mount lifecycle module finds and fixes them.
+    fn mounts(&mut self) -> Result<()> {
+        for finding in self.driver.mounts.findings(&self.layers)? {
+            match finding {
+                MountFinding::Unreferenced { id } => {
+                    let repaired = self.repair && {
+                        let _lock = self.driver.layer_lock(&id, LockKind::Exclusive)?;
+                        self.driver.mounts.unmount_unreferenced(&id).is_ok()
+                    };
+                    self.report.add(
+                        "unreferenced-mount",
+                        self.layout.merged(&id),
+                        format!("layer {id} is mounted but nothing holds it"),
+                        repaired,
+                    );
                 }
-                let repaired = repair && quota.release(&id, &layout.layer(&id)).is_ok();
-                add(
-                    "orphan-quota-record",
-                    layout.state().join("quota").join(&name),
-                    format!("project id {projid} is recorded for {name}, which is not a layer"),
-                    repaired,
-                );
+                MountFinding::StaleCount { id, stored } => {
+                    let repaired = self.repair && {
+                        let _lock = self.driver.layer_lock(&id, LockKind::Exclusive)?;
+                        self.driver.mounts.forget(&id).is_ok()
+                    };
+                    self.report.add(
+                        "stale-mount-count",
+                        self.layout.mount_count(id.as_str()),
+                        format!("layer {id} has a mount count of {stored} but is not mounted"),
+                        repaired,
+                    );
+                }
             }
         }
-
-        // Mounts and counts.
-        let table = strata_sys::mountinfo::read()
-            .map_err(Error::io("read mount table for", layout.home()))?;
-        let mounted: BTreeSet<PathBuf> = table.into_iter().map(|m| m.mount_point).collect();
-        for id in &layers {
-            let merged = layout.merged(id);
-            let stored = self.refs.stored(id.as_str()).unwrap_or(0);
-            let is_mounted = mounted.contains(&merged);
-            if is_mounted && stored == 0 {
-                let repaired = repair && {
-                    let _lock = self.layer_lock(id, LockKind::Exclusive)?;
-                    exec::unmount(&merged).is_ok() && {
-                        let _ = std::fs::remove_dir(&merged);
-                        true
-                    }
-                };
-                add(
-                    "unreferenced-mount",
-                    merged,
-                    format!("layer {id} is mounted but nothing holds it"),
-                    repaired,
-                );
-            } else if !is_mounted && stored > 0 {
-                let repaired = repair && {
-                    let _lock = self.layer_lock(id, LockKind::Exclusive)?;
-                    self.refs.store(id.as_str(), 0).is_ok()
-                };
-                add(
-                    "stale-mount-count",
-                    layout.mounts().join(id.as_str()),
-                    format!("layer {id} has a mount count of {stored} but is not mounted"),
-                    repaired,
-                );
-            }
-        }
-        Ok(report)
+        Ok(())
     }
 }

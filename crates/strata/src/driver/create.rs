@@ -6,8 +6,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::fill;
 use crate::id::{LayerId, LinkId};
-use crate::layout::LowerChain;
+use crate::layout::{LayerDir, Layout, LowerChain};
 use crate::lock::LockKind;
 use crate::mount::plan::{self, PlanError};
 use crate::options::StorageOpts;
@@ -20,8 +21,8 @@ impl Driver {
     /// is refused: only read-write layers take quotas.
     ///
     /// # Errors
-    /// An invalid option, an existing layer, a missing parent, a chain too deep to mount, or a
-    /// filesystem error.
+    /// An invalid option, an existing layer, a missing parent, a parent left incomplete
+    /// ([`Error::Incomplete`]), a chain too deep to mount, or a filesystem error.
     pub fn create(&self, id: &LayerId, parent: Option<&LayerId>, opts: &StorageOpts) -> Result<()> {
         if !opts.is_empty() {
             return Err(Error::StorageOptNotSupported {
@@ -98,6 +99,7 @@ impl Driver {
                 LowerChain(chain)
             }
         };
+        self.refuse_incomplete("create", id, false, &lowers)?;
         plan::check_mountable(&self.layout, id, &lowers.0, &self.probes).map_err(|e| {
             let (limit, mount_api) = match e {
                 PlanError::TooManyLowers { .. } => (plan::MAX_LOWERS, "the kernel's overlayfs"),
@@ -125,27 +127,31 @@ impl Driver {
                 })?;
             quota.set(id, stage.path(), limits)?;
         }
-        mkdir(&stage.path().join("diff"), 0o755)?;
-        self.chown_to_root(stage.path())?;
-        self.chown_to_root(&stage.path().join("diff"))?;
+        let staged = LayerDir::at(stage.path());
+        mkdir(&staged.diff(), 0o755)?;
+        self.chown_to_root(staged.path())?;
+        self.chown_to_root(&staged.diff())?;
         let link = LinkId::generate();
-        write_file(&stage.path().join("link"), link.as_str().as_bytes(), 0o644)?;
+        write_file(&staged.link_file(), link.as_str().as_bytes(), 0o644)?;
         if !lowers.is_empty() {
-            mkdir(&stage.path().join("work"), 0o700)?;
-            self.chown_to_root(&stage.path().join("work"))?;
-            write_file(
-                &stage.path().join("lower"),
-                lowers.encode().as_bytes(),
-                0o644,
-            )?;
+            mkdir(&staged.work(), 0o700)?;
+            self.chown_to_root(&staged.work())?;
+            write_file(&staged.lower_file(), lowers.encode().as_bytes(), 0o644)?;
         }
         // The short link first: dangling until the rename, which `check` repairs after a crash.
         let link_path = self.layout.link(&link);
-        std::os::unix::fs::symlink(format!("../{id}/diff"), &link_path)
+        std::os::unix::fs::symlink(Layout::link_target(id), &link_path)
             .map_err(Error::io("create link", &link_path))?;
         if let Err(e) = stage.commit(&dir) {
-            let _ = std::fs::remove_file(&link_path);
+            if let Err(rm) = std::fs::remove_file(&link_path) {
+                tracing::warn!(path = %link_path.display(), "removing link after a failed create: {rm}");
+            }
             return Err(e);
+        }
+        // A marker nobody holds, of a layer that did not exist (a load killed before it
+        // created the layer), says nothing about this new, empty layer.
+        if let Err(e) = fill::clear_stale(&self.layout, id) {
+            tracing::warn!(%id, "clearing an old incomplete marker: {e}");
         }
         if let Some(p) = parent {
             // As Docker 20.10: the parent of a new layer is marked committed, and from then on

@@ -11,23 +11,8 @@ use strata_archive::{Change, ExportOptions};
 use crate::error::{Error, Result};
 use crate::id::LayerId;
 
+use super::get_put::Held;
 use super::Driver;
-
-/// Mounts held for a naive comparison; released on drop.
-struct Mounted<'a> {
-    driver: &'a Driver,
-    ids: Vec<LayerId>,
-}
-
-impl Drop for Mounted<'_> {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            if let Err(e) = self.driver.put(id) {
-                tracing::warn!(%id, "releasing mount: {e}");
-            }
-        }
-    }
-}
 
 impl Driver {
     fn native(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<bool> {
@@ -40,19 +25,11 @@ impl Driver {
         &self,
         id: &LayerId,
         parent: Option<&LayerId>,
-    ) -> Result<(Mounted<'_>, PathBuf, Option<PathBuf>)> {
-        let mut held = Mounted {
-            driver: self,
-            ids: Vec::new(),
-        };
-        let root = self.get(id, "")?;
-        held.ids.push(id.clone());
+    ) -> Result<(Held<'_>, PathBuf, Option<PathBuf>)> {
+        let mut held = Held::new(self);
+        let root = held.get(id)?;
         let parent_root = match parent {
-            Some(p) => {
-                let r = self.get(p, "")?;
-                held.ids.push(p.clone());
-                Some(r)
-            }
+            Some(p) => Some(held.get(p)?),
             None => None,
         };
         Ok((held, root, parent_root))

@@ -5,6 +5,7 @@
 
 mod apply_diff;
 pub mod check;
+mod children;
 mod create;
 mod diff;
 mod get_put;
@@ -17,11 +18,12 @@ use std::sync::OnceLock;
 
 use strata_archive::{IdMaps, WhiteoutFormat};
 
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
+use crate::fill::{self, FillGuard, FillState};
 use crate::id::{LayerId, LinkId};
 use crate::layout::{Layout, LowerChain};
 use crate::lock::{self, LockGuard, LockKind};
-use crate::mount::refs::Refs;
+use crate::mount::refs::Mounts;
 use crate::options::Options;
 use crate::probe::{self, Probes};
 use crate::quota::QuotaControl;
@@ -35,7 +37,7 @@ pub struct Driver {
     id_maps: IdMaps,
     quota: Option<QuotaControl>,
     quota_unsupported: Option<String>,
-    refs: Refs,
+    mounts: Mounts,
     native_diff: OnceLock<std::result::Result<(), String>>,
 }
 
@@ -87,6 +89,7 @@ impl Driver {
             layout.locks(),
             layout.mounts(),
             layout.staging(),
+            layout.incomplete_dir(),
         ] {
             create_dir_mode(&dir, 0o700)?;
         }
@@ -108,7 +111,7 @@ impl Driver {
         }
         tracing::debug!(home = %home.display(), ?probes, "opened driver");
         Ok(Driver {
-            refs: Refs::new(layout.mounts()),
+            mounts: Mounts::new(layout.clone()),
             layout,
             options,
             probes,
@@ -134,12 +137,78 @@ impl Driver {
         &self.layout
     }
 
+    /// Marks layer `id` as being filled in a way that is not all-or-nothing, waiting while
+    /// another filler holds its mark (see [`crate::fill`]). The layer need not exist yet. Until
+    /// [`FillGuard::finish`], and after a guard dropped without it, the layer is incomplete:
+    /// mounting it or a layer built on it, and creating a layer on it, are refused, `check`
+    /// reports it and `check --repair` removes it. Pass the guard to
+    /// [`Driver::apply_diff_filling`] to apply under it.
+    ///
+    /// # Errors
+    /// The marker cannot be created or locked.
+    pub fn begin_fill(&self, id: &LayerId) -> Result<FillGuard> {
+        fill::begin(&self.layout, id)
+    }
+
+    /// Refuses `op` on `id` when a layer of its chain (`lowers`, and `id` itself when
+    /// `include_self`) was left incomplete. Costs one directory read when nothing is marked, and
+    /// a link file read per marked layer otherwise (never a walk of the chain).
+    fn refuse_incomplete(
+        &self,
+        op: &'static str,
+        id: &LayerId,
+        include_self: bool,
+        lowers: &LowerChain,
+    ) -> Result<()> {
+        for layer in fill::marked(&self.layout)? {
+            let in_chain = if &layer == id {
+                include_self
+            } else {
+                self.link_of(&layer)
+                    .is_ok_and(|link| lowers.0.contains(&link))
+            };
+            if in_chain && fill::state(&self.layout, &layer)? == FillState::Incomplete {
+                return Err(Error::Incomplete {
+                    op,
+                    id: id.to_string(),
+                    incomplete: layer.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The first lower of `id` (chain `lowers`) that is gone, as the error that names it;
+    /// `None` when every lower resolves to a layer.
+    fn missing_lower(&self, id: &LayerId, lowers: &LowerChain) -> Option<Error> {
+        for (i, link) in lowers.0.iter().enumerate() {
+            let lower = match std::fs::read_link(self.layout.link(link)) {
+                Err(_) => format!("with short link l/{link} (the link is gone)"),
+                Ok(target) => match Layout::layer_of_link_target(&target) {
+                    Some(layer) if self.layout.diff(&layer).is_dir() => continue,
+                    Some(layer) => layer.to_string(),
+                    None => format!(
+                        "with short link l/{link} (it points to {})",
+                        target.display()
+                    ),
+                },
+            };
+            return Some(Error::MissingLower {
+                id: id.to_string(),
+                lower,
+                position: error::ordinal(i + 1),
+                depth: lowers.len(),
+            });
+        }
+        None
+    }
+
     fn home_lock(&self, kind: LockKind) -> Result<LockGuard> {
-        lock::lock(&self.layout.locks(), "home", kind)
+        lock::lock(&self.layout.home_lock(), kind)
     }
 
     fn layer_lock(&self, id: &LayerId, kind: LockKind) -> Result<LockGuard> {
-        lock::lock(&self.layout.locks(), &format!("layer-{id}"), kind)
+        lock::lock(&self.layout.layer_lock(id), kind)
     }
 
     fn ensure_exists(&self, id: &LayerId) -> Result<()> {
@@ -189,25 +258,32 @@ impl Driver {
     }
 
     /// The diff directories of the lowers, nearest first, resolved through `l/`.
+    /// A lower that is gone is named ([`Error::MissingLower`]).
     fn lower_diff_dirs(&self, id: &LayerId) -> Result<Vec<PathBuf>> {
         let chain = self.lowers(id)?;
-        chain
+        let dirs = chain
             .0
             .iter()
             .map(|l| {
                 let link = self.layout.link(l);
                 let target = std::fs::read_link(&link).map_err(Error::io("read link", &link))?;
-                Ok(normalise(&self.layout.link_dir().join(target)))
+                let dir = normalise(&self.layout.link_dir().join(target));
+                if dir.is_dir() {
+                    Ok(dir)
+                } else {
+                    Err(Error::io("resolve lower", dir)(
+                        std::io::ErrorKind::NotFound.into(),
+                    ))
+                }
             })
-            .collect()
+            .collect::<Result<Vec<_>>>();
+        dirs.map_err(|e| self.missing_lower(id, &chain).unwrap_or(e))
     }
 
     /// The layer id a link resolves to (`l/X -> ../<id>/diff`).
-    fn layer_of_link(&self, link: &LinkId) -> Option<String> {
+    fn layer_of_link(&self, link: &LinkId) -> Option<LayerId> {
         let target = std::fs::read_link(self.layout.link(link)).ok()?;
-        let t = target.to_str()?;
-        let rest = t.strip_prefix("../")?.strip_suffix("/diff")?;
-        (!rest.contains('/')).then(|| rest.to_owned())
+        Layout::layer_of_link_target(&target)
     }
 
     /// As moby overlay2 (isParent): whether `parent` is the direct parent of `id`.
@@ -216,7 +292,7 @@ impl Driver {
         Ok(match (chain.0.first(), parent) {
             (None, None) => true,
             (None, Some(_)) | (Some(_), None) => false,
-            (Some(first), Some(p)) => self.layer_of_link(first).as_deref() == Some(p.as_str()),
+            (Some(first), Some(p)) => self.layer_of_link(first).as_ref() == Some(p),
         })
     }
 

@@ -3,9 +3,9 @@
 //! home (ids are single path components, and deletion never follows symlinks).
 
 use crate::error::{Error, Result};
+use crate::fill;
 use crate::id::LayerId;
 use crate::lock::LockKind;
-use crate::mount::{exec, refs};
 
 use super::Driver;
 
@@ -26,19 +26,15 @@ impl Driver {
         let meta = match std::fs::symlink_metadata(&dir) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.refs
-                    .store(id.as_str(), 0)
-                    .map_err(Error::io("clear mount count", self.layout.mounts()))?;
+                self.mounts.forget(id)?;
+                fill::clear_stale(&self.layout, id)?;
                 return Ok(());
             }
             Err(e) => return Err(Error::io("stat layer", &dir)(e)),
         };
         if meta.is_dir() {
             // As moby (EnsureRemoveAll): a mounted layer is unmounted first.
-            let merged = self.layout.merged(id);
-            if refs::is_mounted(&merged).map_err(Error::io("read mount table for", &merged))? {
-                exec::unmount(&merged).map_err(Error::io("unmount", &merged))?;
-            }
+            self.mounts.detach(id)?;
         }
         let link = if meta.is_dir() {
             self.link_of(id).ok()
@@ -58,7 +54,7 @@ impl Driver {
         };
         if let Some(link) = link {
             // Only a link that points at this layer is removed.
-            if self.layer_of_link(&link).as_deref() == Some(id.as_str())
+            if self.layer_of_link(&link).as_ref() == Some(id)
                 || std::fs::metadata(self.layout.link(&link)).is_err()
             {
                 let p = self.layout.link(&link);
@@ -69,9 +65,7 @@ impl Driver {
                 }
             }
         }
-        self.refs
-            .store(id.as_str(), 0)
-            .map_err(Error::io("clear mount count", self.layout.mounts()))?;
+        self.mounts.forget(id)?;
         // std's remove_dir_all removes symlinks without following them.
         let removed = if std::fs::symlink_metadata(&trash)
             .map(|m| m.is_dir())
@@ -82,6 +76,10 @@ impl Driver {
             std::fs::remove_file(&trash)
         };
         removed.map_err(Error::io("delete removed layer", &trash))?;
+        // An incomplete layer's marker goes with it; a live filler's stays (its fill fails).
+        if let Err(e) = fill::clear_stale(&self.layout, id) {
+            tracing::warn!(%id, "clearing the incomplete marker of a removed layer: {e}");
+        }
         released?;
         tracing::debug!(%id, "removed layer");
         Ok(())

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::id::LayerId;
-use crate::mount::exec;
 
 use super::Driver;
 
@@ -70,11 +69,14 @@ impl Driver {
             return Ok(None);
         };
         self.layer_of_link(first)
-            .and_then(|p| p.parse::<LayerId>().ok())
+            .filter(|p| self.exists(p))
             .map(Some)
-            .ok_or_else(|| Error::Corrupt {
-                id: id.to_string(),
-                what: format!("its nearest lower l/{first} does not lead to a layer"),
+            .ok_or_else(|| {
+                self.missing_lower(id, &chain)
+                    .unwrap_or_else(|| Error::Corrupt {
+                        id: id.to_string(),
+                        what: format!("its nearest lower l/{first} does not lead to a layer"),
+                    })
             })
     }
 
@@ -144,29 +146,6 @@ impl Driver {
     /// # Errors
     /// The mount table cannot be read or a mount cannot be detached.
     pub fn cleanup(&self) -> Result<()> {
-        let home = self.layout.home();
-        let table =
-            strata_sys::mountinfo::read().map_err(Error::io("read mount table for", home))?;
-        let mut points: Vec<_> = table
-            .into_iter()
-            .map(|m| m.mount_point)
-            .filter(|p| p.starts_with(home) && p != home)
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        points.dedup();
-        for p in &points {
-            exec::unmount(p).map_err(Error::io("unmount", p))?;
-            if p.file_name().is_some_and(|n| n == "merged") {
-                let _ = std::fs::remove_dir(p);
-            }
-        }
-        for id in self
-            .refs
-            .list()
-            .map_err(Error::io("read directory", self.layout.mounts()))?
-        {
-            let _ = self.refs.store(&id, 0);
-        }
-        Ok(())
+        self.mounts.unmount_all()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use strata_sys::mount::{self as sysmount, MountError, OverlayConfig};
+use strata_sys::mount::{self as sysmount, MountError};
 
 use super::plan::MountPlan;
 
@@ -10,9 +10,7 @@ use super::plan::MountPlan;
 pub(crate) fn mount(plan: &MountPlan) -> Result<(), MountError> {
     match plan {
         MountPlan::Direct(_) => Ok(()),
-        MountPlan::NewApi { config, target } => {
-            sysmount::mount_overlay_fd_api(&OverlayConfig::from(config), target)
-        }
+        MountPlan::NewApi { config, target } => sysmount::mount_overlay_fd_api(config, target),
         MountPlan::Legacy {
             data,
             target,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use strata_sys::mount::OverlayConfig;
 
 use crate::id::{LayerId, LinkId};
-use crate::layout::{Layout, LINK_DIR};
+use crate::layout::Layout;
 use crate::probe::Probes;
 
 /// The kernel's limit on lower directories of one overlay (`OVL_MAX_STACK`).
@@ -39,26 +39,9 @@ pub enum MountPlan {
     },
 }
 
-/// Comparable mirror of [`OverlayConfig`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverlayConfigPlan {
-    /// Lowers, top first.
-    pub lowers: Vec<PathBuf>,
-    /// Upper and work directories.
-    pub upper_work: Option<(PathBuf, PathBuf)>,
-    /// Extra options.
-    pub options: Vec<(String, Option<String>)>,
-}
-
-impl From<&OverlayConfigPlan> for OverlayConfig {
-    fn from(p: &OverlayConfigPlan) -> OverlayConfig {
-        OverlayConfig {
-            lowers: p.lowers.clone(),
-            upper_work: p.upper_work.clone(),
-            options: p.options.clone(),
-        }
-    }
-}
+/// What a [`MountPlan::NewApi`] configures: the syscall crate's own description of an overlay
+/// (lowers top first, upper and work directories, extra options), handed to it as planned.
+pub type OverlayConfigPlan = OverlayConfig;
 
 /// Why a layer cannot be mounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,12 +188,14 @@ pub fn plan(
         });
     }
     // As moby overlay2 (mountFrom): relative `l/<link>` paths from the home.
+    let here = Layout::relative_layer(id);
+    let text = |p: PathBuf| p.display().to_string();
     let mut rel: Vec<String> = Vec::with_capacity(n_lowers);
     if layer.read_only {
-        rel.push(format!("{id}/diff"));
+        rel.push(text(here.diff()));
     }
-    rel.extend(layer.lowers.iter().map(|l| format!("{LINK_DIR}/{l}")));
-    let rel_uw = (!layer.read_only).then(|| (format!("{id}/diff"), format!("{id}/work")));
+    rel.extend(layer.lowers.iter().map(|l| text(Layout::relative_link(l))));
+    let rel_uw = (!layer.read_only).then(|| (text(here.diff()), text(here.work())));
     let data = legacy_data(&opts, &rel, rel_uw);
     if data.len() >= probes.page_size {
         return Err(PlanError::DataTooLong {
@@ -220,7 +205,7 @@ pub fn plan(
     }
     Ok(MountPlan::Legacy {
         data,
-        target: PathBuf::from(format!("{id}/merged")),
+        target: here.merged(),
         cwd: Some(layout.home().to_owned()),
         read_only: layer.read_only,
     })

@@ -5,11 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use strata::{Change, ChangeKind, Driver, LayerId, StorageOpts};
+use strata_testkit::layer_id as id;
 use strata_testkit::{require_root, TempHome};
-
-fn id(s: &str) -> LayerId {
-    s.parse().unwrap()
-}
 
 const NONE: &StorageOpts = &StorageOpts {
     size: None,

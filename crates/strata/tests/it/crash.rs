@@ -5,14 +5,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use strata::{Driver, LayerId, Options, StorageOpts};
+use strata::{Driver, Options, StorageOpts};
+use strata_testkit::layer_id as id;
 use strata_testkit::{require_root, TempHome};
 
 const CHILD_ENV: &str = "STRATA_CRASH_CHILD_HOME";
-
-fn id(s: &str) -> LayerId {
-    s.parse().unwrap()
-}
 
 /// The victim: creates chains and removes layers until killed.
 fn victim(home: &str) -> ! {

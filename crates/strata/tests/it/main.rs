@@ -4,6 +4,8 @@
 mod archive;
 mod conformance;
 mod crash;
+mod incomplete;
+mod interleave;
 mod layers;
 mod mounts;
 mod repair;

@@ -3,11 +3,8 @@
 use std::sync::Arc;
 
 use strata::{Driver, LayerId, Options, StorageOpts};
+use strata_testkit::layer_id as id;
 use strata_testkit::{require_root, TempHome};
-
-fn id(s: &str) -> LayerId {
-    s.parse().unwrap()
-}
 
 const NONE: &StorageOpts = &StorageOpts {
     size: None,

@@ -1,11 +1,8 @@
 //! `check` and `check --repair` on homes damaged as a crash or a foreign tool would.
 
-use strata::{LayerId, StorageOpts};
+use strata::StorageOpts;
+use strata_testkit::layer_id as id;
 use strata_testkit::{require_root, TempHome};
-
-fn id(s: &str) -> LayerId {
-    s.parse().unwrap()
-}
 
 const NONE: &StorageOpts = &StorageOpts {
     size: None,

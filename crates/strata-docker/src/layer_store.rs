@@ -1,23 +1,27 @@
-//! The seam between the protocol and the layer store: the handful of store calls the routes make,
+//! The seam between the protocol and the layer store: the handful of store calls the handlers make,
 //! as a trait, so the HTTP side (keep-alive, streaming, errors, concurrency) is tested against a
 //! fake without root, and served for real by `strata::Driver`. This module never speaks HTTP and
 //! never implements layer semantics itself: the `Driver` impl only converts types.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use strata::{LayerId, StorageOpts};
 
 use crate::wire::{Change, InitRequest};
 
-/// What the routes need from a layer store. Every method may block (disk, mounts); the routes
+/// What the handlers need from a layer store. Every method may block (disk, mounts); the handlers
 /// call them on blocking threads, concurrently.
 pub(crate) trait LayerStore: Send + Sync + 'static {
     /// Opens the store that `GraphDriver.Init` names.
     fn open(init: &InitRequest) -> strata::Result<Self>
     where
         Self: Sized;
+    /// The home directory the store was opened on.
+    fn home(&self) -> &Path;
+    /// The layers that are mounted now (an `Init` for another home is refused while any is).
+    fn mounted(&self) -> strata::Result<Vec<LayerId>>;
     /// Label/value pairs for `docker info`.
     fn status(&self) -> Vec<(String, String)>;
     /// Creates an image layer.

@@ -4,7 +4,8 @@
 //! This module only reads and writes that one file; it never opens a store.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::wire::InitRequest;
@@ -51,15 +52,29 @@ impl InitRecord {
         }
     }
 
-    /// Saves `init` atomically (write a temporary file, then rename).
+    /// Saves `init` atomically (write a temporary file, then rename). The file is 0600 whatever
+    /// the umask: it names the home and options of a root daemon.
     pub(crate) fn save(&self, init: &InitRequest) -> Result<(), RecordError> {
         let tmp = self.path.with_extension("strata-init.tmp");
         let data = serde_json::to_vec(init).expect("an Init request serialises to JSON");
-        fs::write(&tmp, data).map_err(|source| RecordError::Io {
-            op: "write",
-            path: tmp.clone(),
-            source,
-        })?;
+        let io_err = |op| {
+            let path = tmp.clone();
+            move |source| RecordError::Io { op, path, source }
+        };
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("remove")(e)),
+            _ => {}
+        }
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err("create"))?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io_err("chmod"))?;
+        file.write_all(&data).map_err(io_err("write"))?;
+        drop(file);
         fs::rename(&tmp, &self.path).map_err(|source| RecordError::Io {
             op: "rename into place",
             path: self.path.clone(),

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use strata::{ChangeKind, Driver, IdMapping, IdMaps, LayerId, Options, StorageOpts};
 
-use crate::store::LayerStore;
+use crate::layer_store::LayerStore;
 use crate::wire::{self, Change, InitRequest};
 
 impl LayerStore for Driver {
@@ -24,6 +25,32 @@ impl LayerStore for Driver {
             gids: id_mappings("GIDMaps", init.gid_maps.as_deref())?,
         };
         Driver::open_with_id_maps(&init.home, options, maps)
+    }
+
+    fn home(&self) -> &Path {
+        Driver::home(self)
+    }
+
+    /// A layer is mounted when its `merged` directory is on another device than the layer's
+    /// own directory (every overlay mount has its own device); no `merged` means not mounted.
+    fn mounted(&self) -> strata::Result<Vec<LayerId>> {
+        let layout = self.layout();
+        let mut mounted = Vec::new();
+        for id in self.list()? {
+            let Ok(merged) = std::fs::metadata(layout.merged(&id)) else {
+                continue;
+            };
+            let layer = layout.layer(&id);
+            let dir = std::fs::metadata(&layer).map_err(|source| strata::Error::Io {
+                op: "stat",
+                path: layer,
+                source,
+            })?;
+            if merged.dev() != dir.dev() {
+                mounted.push(id);
+            }
+        }
+        Ok(mounted)
     }
 
     fn status(&self) -> Vec<(String, String)> {
