@@ -59,6 +59,11 @@ func serveOverlayfs(spec string) int {
 		fmt.Fprintf(os.Stderr, "overlayfs snapshotter on %s: %v\n", root, err)
 		return 1
 	}
+	// A socket left by a killed predecessor is replaced.
+	if err := os.Remove(sock); err != nil && !os.IsNotExist(err) {
+		fmt.Fprintf(os.Stderr, "remove stale %s: %v\n", sock, err)
+		return 1
+	}
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "listen on %s: %v\n", sock, err)
