@@ -69,4 +69,6 @@ pub enum Command {
     Load(commands::load::Args),
     /// Serve Docker's graphdriver plugin protocol until SIGTERM or SIGINT.
     DockerPlugin(commands::docker_plugin::Args),
+    /// Serve containerd's snapshot API (a proxy snapshotter) until SIGTERM or SIGINT.
+    ContainerdSnapshotter(commands::containerd_snapshotter::Args),
 }

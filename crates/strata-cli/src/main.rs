@@ -2,7 +2,8 @@
 //! `commands/`) parses its arguments, makes one or two library calls and prints the result:
 //! `strata::Driver` for the layer store (create, remove, get/put, apply_diff, diff, changes,
 //! diff_size, status, metadata, cleanup, check), `strata_image::Archive` for `load`, and
-//! `strata_docker::serve` for `docker-plugin`.
+//! `strata_docker::serve` for `docker-plugin`, `strata_containerd::serve` for
+//! `containerd-snapshotter`.
 //!
 //! `main` has one shape: parse, run, map the outcome to a documented exit code (see `exit.rs`
 //! and docs/cli.md). Data goes to stdout, errors (the whole cause chain) and progress to stderr;

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod changes;
 pub mod check;
 pub mod cleanup;
+pub mod containerd_snapshotter;
 pub mod create;
 pub mod diff;
 pub mod docker_plugin;
@@ -92,6 +93,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     if let Command::DockerPlugin(args) = cli.command {
         return docker_plugin::run(args);
     }
+    if let Command::ContainerdSnapshotter(args) = cli.command {
+        return containerd_snapshotter::run(args, &cli.storage_opt);
+    }
     let driver = open_driver(&cli.home, &cli.storage_opt)?;
     let d = &driver;
     match cli.command {
@@ -110,6 +114,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Changes(args) => changes::run(d, args, out),
         Command::Size(args) => size::run(d, args, out),
         Command::Load(args) => load::run(d, args, out),
-        Command::DockerPlugin(_) => unreachable!("served above"),
+        Command::DockerPlugin(_) | Command::ContainerdSnapshotter(_) => {
+            unreachable!("served above")
+        }
     }
 }

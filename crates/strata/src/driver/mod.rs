@@ -9,6 +9,7 @@ mod create;
 mod diff;
 mod get_put;
 mod remove;
+mod snapshot;
 mod status;
 
 use std::path::{Path, PathBuf};
