@@ -3,6 +3,7 @@
 from the host's busybox-static, for the containerd end-to-end tests and benchmark.
 
     image.py multi OUT.tar NAME             multi-layer image with whiteouts and opaque dirs
+    image.py pause OUT.tar NAME             busybox whose entrypoint sleeps (a CRI sandbox image)
     image.py big OUT.tar NAME [--layers N] [--files N] [--mb N]
                                             busybox plus N layers of synthetic files (benchmark)
 
@@ -184,7 +185,7 @@ def sha(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def write_oci(out, name, layers):
+def write_oci(out, name, layers, config_extra=None):
     blobs = {}
 
     def blob(data):
@@ -205,7 +206,7 @@ def write_oci(out, name, layers):
             "architecture": "amd64",
             "os": "linux",
             "created": "2023-11-14T22:13:20Z",
-            "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"},
+            "config": {k: v for k, v in dict({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"}, **(config_extra or {})).items() if v is not None},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": [{"created": "2023-11-14T22:13:20Z", "created_by": f"image.py layer {i}"} for i in range(len(layers))],
         },
@@ -246,12 +247,14 @@ def write_oci(out, name, layers):
 
 
 def main(argv):
-    if len(argv) < 4 or argv[1] not in ("multi", "big"):
+    if len(argv) < 4 or argv[1] not in ("multi", "pause", "big"):
         sys.stderr.write(__doc__)
         return 2
     kind, out, name = argv[1:4]
     if kind == "multi":
         write_oci(out, name, multi_layers())
+    elif kind == "pause":
+        write_oci(out, name, [(make_layer(busybox_layer), True)], {"Cmd": None, "Entrypoint": ["/bin/sleep", "2147483647"]})
     else:
         opts = {"--layers": 8, "--files": 30000, "--mb": 300}
         rest = argv[4:]
