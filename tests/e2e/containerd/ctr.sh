@@ -26,6 +26,8 @@ print(int(float(m.group(1)) * units[m.group(2) or ""]))
 PY
 }
 
+note() { echo "[$(date +%T.%N | cut -c1-12)] $*"; }
+
 ctr_case_start() {
   start_snapshotter
   write_containerd_config
@@ -167,16 +169,17 @@ ctr_case_restart_snapshotter() {
 }
 
 ctr_case_kill_import() {
-  local pid n rc=0 tries=0
-  # Killed while containerd unpacks: after some but not all layers are committed.
+  local pid n rc=0
+  # Killed while containerd unpacks a layer, after two of the image's new layers are committed
+  # (its busybox layer is the multi image's, already there).
   C images import --snapshotter "$SNAP" "$KILL_TAR" >"$W/kill-import.out" 2>&1 &
   pid=$!
   while :; do
-    n=$(CS ls 2>/dev/null | awk 'NR > 1 && $1 ~ /extract/' | wc -l)
-    ((n == 0)) || break
-    pid_alive "$pid" || { echo "the import ended before any layer was being unpacked"; cat "$W/kill-import.out"; exit 1; }
-    tries=$((tries + 1))
-    sleep 0.05
+    CS ls >"$W/kill-ls" 2>/dev/null || true
+    n=$(awk 'NR > 1 && $NF == "Committed"' "$W/kill-ls" | wc -l)
+    if ((n >= 9)) && grep -q '^extract' "$W/kill-ls"; then break; fi
+    pid_alive "$pid" || { echo "the import ended before the kill (committed: $n)"; cat "$W/kill-import.out"; exit 1; }
+    sleep 0.02
   done
   echo "killing the snapshotter with an unpack in flight: $(CS ls | awk 'NR > 1 {print $NF}' | sort | uniq -c | tr '\n' ' ')"
   kill -KILL "$(snapshotter_pid)"
@@ -184,6 +187,7 @@ ctr_case_kill_import() {
   rm -f "$W/snapshotter.pid"
   wait "$pid" || rc=$?
   echo "import exit status after the kill: $rc"; cat "$W/kill-import.out"
+  note "import ended; starting the snapshotter again"
   start_snapshotter
   expect_contains "containerd carries on" Version "$(C version)"
   await_reconnect
@@ -191,12 +195,15 @@ ctr_case_kill_import() {
     STRATA_HOME=$(strata_home)
     "$STRATA" --home "$STRATA_HOME" check
   fi
+  note "checked; importing again"
   # The import succeeds now, and the image runs.
   C images import --snapshotter "$SNAP" "$KILL_TAR" >/dev/null
   expect_eq "run on the image imported after the kill" "$(printf '%s\n' ok)" \
     "$(C run --rm --snapshotter "$SNAP" "$KILL_NAME" "rk-$NS" sh -c 'test -f /usr/lib/blob-4 && echo ok')"
+  note "imported and ran; removing the image"
   C images rm --sync "$KILL_NAME" >/dev/null
   wait_for 30 sh -c "[ \$($CTR --address $W/c.sock -n $NS snapshots --snapshotter $SNAP ls | awk 'NR > 1' | wc -l) -le 7 ]" || true
+  note "removed"
   expect_eq "snapshots after removing the image" 7 "$(snapshot_count)"
   if [[ $SNAP == strata ]]; then
     "$STRATA" --home "$STRATA_HOME" check

@@ -49,6 +49,18 @@ suite_binary() {
   SUITE_BIN=$CE2E_CACHE/go/containerd-snapshot-suite.test
 }
 
+# snapbench (a Go client timing snapshotter calls through containerd), built offline like the suite.
+build_snapbench() {
+  SNAPBENCH=$CE2E_CACHE/go/snapbench
+  if [[ ! -x $SNAPBENCH ]] || [[ -n $(find "$CE2E_DIR/conformance/src" -newer "$SNAPBENCH" -name '*.go' -print -quit) ]]; then
+    mkdir -p "$CE2E_CACHE/go"
+    (cd "$CE2E_CACHE/go" && GO111MODULE=off GOFLAGS='' GOPROXY=off GOTOOLCHAIN=local \
+      GOPATH="$CE2E_DIR/conformance:/usr/share/gocode" GOCACHE="$CE2E_CACHE/go/cache" \
+      go build -o "$SNAPBENCH.new" strata.dev/snapbench)
+    mv "$SNAPBENCH.new" "$SNAPBENCH"
+  fi
+}
+
 # Offline images, cached across runs (rebuilt when image.py changes).
 image_archive() { # KIND NAME [ARGS...] -> prints the path of the archive
   local kind=$1 name=$2 key out
@@ -110,14 +122,8 @@ SNAP_ROOT_REL=snap
 snap_root() { echo "$W/$SNAP_ROOT_REL"; }
 snap_sock() { echo "$W/snap.sock"; }
 
-# Where strata keeps its home under the snapshotter root: the directory holding the store's
-# marker (.strata), the root itself when none is found.
-strata_home() {
-  local root m
-  root=$(snap_root)
-  m=$(find "$root" -maxdepth 3 -name .strata -print -quit 2>/dev/null || true)
-  if [[ -n $m ]]; then dirname "$m"; else echo "$root"; fi
-}
+# strata's home: the snapshotter root is one (layers, l/, .strata/ with the metadata store).
+strata_home() { snap_root; }
 
 # start_snapshotter: the proxy snapshotter of $SNAP on $(snap_sock); a no-op for built-in ones.
 start_snapshotter() {

@@ -29,6 +29,7 @@ import (
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"github.com/containerd/containerd/contrib/snapshotservice"
+	"github.com/containerd/containerd/pkg/dialer"
 	"github.com/containerd/containerd/snapshots"
 	"github.com/containerd/containerd/snapshots/overlay"
 	"github.com/containerd/containerd/snapshots/proxy"
@@ -175,14 +176,9 @@ func startSnapshotter(ctx context.Context, root string) (snapshots.Snapshotter, 
 
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	conn, err := grpc.DialContext(dctx, sock,
-		grpc.WithInsecure(),
-		grpc.WithBlock(),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", addr)
-		}),
-	)
+	conn, err := grpc.DialContext(dctx, dialer.DialAddress(sock),
+		// As containerd dials its proxy plugins.
+		grpc.WithInsecure(), grpc.WithBlock(), grpc.WithContextDialer(dialer.ContextDialer))
 	if err != nil {
 		kill()
 		return nil, nil, fmt.Errorf("dial %s: %w", sock, err)
