@@ -153,9 +153,7 @@ ctr_case_restart_snapshotter() {
   expect_eq "run after the snapshotter restart" "$(multi_expected)" \
     "$(C run --rm --snapshotter "$SNAP" "$MULTI_NAME" "rs-$NS" sh -c "$MULTI_SCRIPT")"
   # kill -9, then a new process: nothing lost either.
-  kill -KILL "$(snapshotter_pid)"
-  wait_exit "$(snapshotter_pid)" 10
-  rm -f "$W/snapshotter.pid"
+  kill9 snapshotter
   start_snapshotter
   await_reconnect
   expect_eq "snapshots after kill -9 and restart" "$(cat "$W/snapshots-before")" "$(CS ls | sort)"
@@ -182,9 +180,7 @@ ctr_case_kill_import() {
     sleep 0.02
   done
   echo "killing the snapshotter with an unpack in flight: $(CS ls | awk 'NR > 1 {print $NF}' | sort | uniq -c | tr '\n' ' ')"
-  kill -KILL "$(snapshotter_pid)"
-  wait_exit "$(snapshotter_pid)" 10
-  rm -f "$W/snapshotter.pid"
+  kill9 snapshotter
   wait "$pid" || rc=$?
   echo "import exit status after the kill: $rc"; cat "$W/kill-import.out"
   note "import ended; starting the snapshotter again"

@@ -11,11 +11,10 @@ DS() { "$CTR" --address "$W/c.sock" --namespace moby snapshots --snapshotter "$S
 start_dockerd() {
   mkdir -p "$W/droot" "$W/dexec"
   printf '{"features": {"containerd-snapshotter": true}, "storage-driver": "%s"}\n' "$SNAP" >"$W/daemon.json"
-  PATH="$SHIM_DIR:$(dirname "$DOCKERD26"):$PATH" "$DOCKERD26" --config-file "$W/daemon.json" \
-    --containerd "$W/c.sock" --data-root "$W/droot" --exec-root "$W/dexec" --pidfile "$W/dockerd.pidfile" \
-    -H "unix://$W/docker.sock" --iptables=false --ip6tables=false --bridge=none --log-level info \
-    >>"$W/dockerd.log" 2>&1 &
-  echo $! >"$W/dockerd.pid"
+  spawn dockerd "$W/dockerd.log" env PATH="$SHIM_DIR:$(dirname "$DOCKERD26"):$PATH" "$DOCKERD26" \
+    --config-file "$W/daemon.json" --containerd "$W/c.sock" --data-root "$W/droot" --exec-root "$W/dexec" \
+    --pidfile "$W/dockerd.pidfile" -H "unix://$W/docker.sock" --iptables=false --ip6tables=false \
+    --bridge=none --log-level info
   if ! wait_for 90 D version; then
     echo "dockerd did not come up; last log lines:" >&2
     tail -n 20 "$W/dockerd.log" >&2
@@ -23,13 +22,7 @@ start_dockerd() {
   fi
 }
 
-stop_dockerd() {
-  local pid
-  pid=$(cat "$W/dockerd.pid" 2>/dev/null || true)
-  [[ -n $pid ]] || return 0
-  rm -f "$W/dockerd.pid"
-  stop_pid "$pid" 60
-}
+stop_dockerd() { stop dockerd 60; }
 
 dk_case_start() {
   use_containerd 1.7

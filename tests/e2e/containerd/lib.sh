@@ -102,19 +102,52 @@ wait_exit() { # PID SECONDS
   done
 }
 
-# Stops PID with SIGTERM (SIGKILL after SECONDS); returns the exit status when it is our child.
-stop_pid() { # PID SECONDS
-  local pid=$1 rc=0
-  pid_alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_exit "$pid" "${2:-30}"; then
-    echo "process $pid did not stop in ${2:-30} s after SIGTERM; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_exit "$pid" 10 || true
-    rc=137
+# spawn NAME LOG COMMAND...: starts COMMAND in the background, output appended to LOG. Its pid
+# goes to $W/NAME.pid and, once it exits, its exit status to $W/NAME.rc — through a small
+# watcher, so that a later case (another subshell, not its parent) can still learn how it ended.
+spawn() {
+  local name=$1 log=$2
+  shift 2
+  rm -f "$W/$name.pid" "$W/$name.rc"
+  (
+    "$@" >>"$log" 2>&1 &
+    echo $! >"$W/$name.pid.new"
+    mv "$W/$name.pid.new" "$W/$name.pid"
+    st=0
+    wait $! || st=$?
+    echo "$st" >"$W/$name.rc"
+  ) &
+  wait_for 10 test -s "$W/$name.pid"
+}
+
+# stop NAME SECONDS: SIGTERM to the process spawned as NAME (SIGKILL after SECONDS); returns its
+# exit status (non-zero when it did not stop by itself or exited badly).
+stop() {
+  local name=$1 pid rc
+  pid=$(cat "$W/$name.pid" 2>/dev/null || true)
+  [[ -n $pid ]] || return 0
+  rm -f "$W/$name.pid"
+  if pid_alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_exit "$pid" "${2:-30}"; then
+      echo "$name ($pid) did not stop in ${2:-30} s after SIGTERM; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_exit "$pid" 10 || true
+    fi
   fi
-  wait "$pid" 2>/dev/null || rc=${rc:-$?}
+  wait_for 10 test -s "$W/$name.rc" || { echo "$name ($pid): no exit status" >&2; return 1; }
+  rc=$(cat "$W/$name.rc")
+  [[ $rc -eq 0 ]] || echo "$name ($pid) exited with status $rc after SIGTERM" >&2
   return "$rc"
+}
+
+# kill9 NAME: SIGKILL, waits for the exit.
+kill9() {
+  local pid
+  pid=$(cat "$W/$1.pid")
+  rm -f "$W/$1.pid"
+  kill -KILL "$pid"
+  wait_exit "$pid" 10
 }
 
 # Snapshotter root and socket of the current work dir.
@@ -133,15 +166,14 @@ start_snapshotter() {
   mkdir -p "$root"
   case $SNAP in
     strata)
-      RUST_LOG=${RUST_LOG:-info} "$STRATA" containerd-snapshotter --root "$root" --socket "$sock" \
-        >>"$W/snapshotter.log" 2>&1 &
+      spawn snapshotter "$W/snapshotter.log" env RUST_LOG="${RUST_LOG:-info}" \
+        "$STRATA" containerd-snapshotter --root "$root" --socket "$sock"
       ;;
     overlayfs-proxy)
-      SUITE_SERVE_OVERLAYFS="$root:$sock" "$SUITE_BIN" >>"$W/snapshotter.log" 2>&1 &
+      spawn snapshotter "$W/snapshotter.log" env SUITE_SERVE_OVERLAYFS="$root:$sock" "$SUITE_BIN"
       ;;
     *) return 0 ;;
   esac
-  echo $! >"$W/snapshotter.pid"
   # Serving, not merely a socket file: one left by a killed predecessor refuses connections.
   if ! wait_for 20 sock_accepts "$sock"; then
     echo "the snapshotter does not accept connections on $sock; log:" >&2
@@ -157,13 +189,7 @@ sock_accepts() { # PATH: a unix socket that accepts a connection
 snapshotter_pid() { cat "$W/snapshotter.pid" 2>/dev/null || true; }
 
 # stop_snapshotter: SIGTERM; fails when it does not exit 0.
-stop_snapshotter() {
-  local pid
-  pid=$(snapshotter_pid)
-  [[ -n $pid ]] || return 0
-  rm -f "$W/snapshotter.pid"
-  stop_pid "$pid" 30
-}
+stop_snapshotter() { stop snapshotter 30; }
 
 # write_containerd_config [cri]: config (version 2) for a private containerd on $W.
 # shellcheck disable=SC2120 # called with cri by the CRI scenario
@@ -226,8 +252,7 @@ EOF
 start_containerd() {
   # shellcheck disable=SC2119
   [[ -s $W/containerd.toml ]] || write_containerd_config
-  PATH="$SHIM_DIR:$PATH" "$CONTAINERD" --config "$W/containerd.toml" >>"$W/containerd.log" 2>&1 &
-  echo $! >"$W/containerd.pid"
+  spawn containerd "$W/containerd.log" env PATH="$SHIM_DIR:$PATH" "$CONTAINERD" --config "$W/containerd.toml"
   if ! wait_for 60 "$CTR" --address "$W/c.sock" version; then
     echo "containerd did not come up; last log lines:" >&2
     tail -n 20 "$W/containerd.log" >&2
@@ -237,13 +262,7 @@ start_containerd() {
 
 containerd_pid() { cat "$W/containerd.pid" 2>/dev/null || true; }
 
-stop_containerd() {
-  local pid
-  pid=$(containerd_pid)
-  [[ -n $pid ]] || return 0
-  rm -f "$W/containerd.pid"
-  stop_pid "$pid" 60
-}
+stop_containerd() { stop containerd 60; }
 
 # Shims (and their containers) of this work dir's containerd: found by the socket they were
 # started with, stopped by pid.
@@ -257,9 +276,7 @@ shim_pids() {
 # Stops everything started on $W and unmounts what is left; prints what it had to clean.
 teardown_workdir() {
   local p m
-  p=$(cat "$W/dockerd.pid" 2>/dev/null || true)
-  rm -f "$W/dockerd.pid"
-  [[ -z $p ]] || stop_pid "$p" 60 || true
+  stop dockerd 60 || true
   stop_containerd || true
   for p in $(shim_pids); do
     echo "cleanup: killing shim $p of $W" >&2

@@ -1,7 +1,7 @@
 // snapbench times snapshotter calls through containerd's snapshots service, as containerd's own
 // clients make them (ctr, the unpacker, CRI): Prepare, Commit and Remove of snapshots on a given
 // parent, and Usage of a large active snapshot (FILES files written through its mounts) and of
-// that snapshot once committed. Used by scripts/bench-containerd; prints one JSON object of
+// that snapshot once committed, and the removal of that snapshot (Remove and Cleanup). Used by scripts/bench-containerd; prints one JSON object of
 // median milliseconds. Needs root (it mounts the large snapshot to fill it).
 package main
 
@@ -131,11 +131,25 @@ func run(address, ns, name, parent string, n, files, usageN int, work string) er
 	if err := sn.Commit(ctx, bigC, big, keep); err != nil {
 		return fmt.Errorf("commit large: %w", err)
 	}
-	defer sn.Remove(ctx, bigC)
 	for i := 0; i < usageN; i++ {
 		if err := timed(&usageCommitted, func() error { u, err = sn.Usage(ctx, bigC); return err }); err != nil {
+			sn.Remove(ctx, bigC)
 			return fmt.Errorf("usage committed: %w", err)
 		}
+	}
+	// Removing it, files and all: Remove, then Cleanup (containerd's collector calls both;
+	// overlayfs defers the deletion of files to Cleanup).
+	var removeLarge []time.Duration
+	if err := timed(&removeLarge, func() error {
+		if err := sn.Remove(ctx, bigC); err != nil {
+			return err
+		}
+		if c, ok := sn.(snapshots.Cleaner); ok {
+			return c.Cleanup(ctx)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("remove large: %w", err)
 	}
 	out := map[string]interface{}{
 		"prepare_ms":         median(prep),
@@ -143,6 +157,7 @@ func run(address, ns, name, parent string, n, files, usageN int, work string) er
 		"remove_ms":          median(remove),
 		"usage_active_ms":    median(usageActive),
 		"usage_committed_ms": median(usageCommitted),
+		"remove_large_ms":    median(removeLarge),
 		"usage_bytes":        activeUsage.Size,
 		"usage_inodes":       activeUsage.Inodes,
 	}
