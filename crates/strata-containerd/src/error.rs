@@ -49,7 +49,7 @@ pub enum Error {
         layer: String,
         /// The cause.
         #[source]
-        source: strata::Error,
+        source: Box<strata::Error>,
     },
     /// The layer store could not be opened.
     #[error("open the layer store at {}", home.display())]
@@ -58,7 +58,7 @@ pub enum Error {
         home: PathBuf,
         /// The cause.
         #[source]
-        source: strata::Error,
+        source: Box<strata::Error>,
     },
     /// The metadata database failed.
     #[error("metadata: {op}")]
@@ -148,7 +148,7 @@ impl Error {
             op,
             key,
             layer,
-            source,
+            source: Box::new(source),
         }
     }
 

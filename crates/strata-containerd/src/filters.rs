@@ -394,11 +394,56 @@ mod tests {
         ));
         assert!(m(&["labels.x"], "a", "", "active", &l));
         assert!(!m(&["labels.y"], "a", "", "active", &l));
-        assert!(m(&["labels.y!=z"], "a", "", "active", &l), "!= matches absent");
+        assert!(
+            m(&["labels.y!=z"], "a", "", "active", &l),
+            "!= matches absent"
+        );
         assert!(!m(&["labels.y==z"], "a", "", "active", &l));
         assert!(m(&["labels.x~=^y"], "a", "", "active", &l));
         assert!(m(&["name~=/^a.*$/"], "abc", "", "active", &l));
         assert!(!m(&["name~=^b"], "abc", "", "active", &l));
+    }
+
+    #[test]
+    fn filter_containerd_testsuite_walk_cases_parse_and_match() {
+        let gc = [("containerd.io/gc.root", "check-walk"), ("l", "2")];
+        assert!(m(
+            &[r#"labels."containerd.io/gc.root"==check-walk"#],
+            "a",
+            "",
+            "active",
+            &gc
+        ));
+        assert!(m(
+            &[r#"kind==active,labels."containerd.io/gc.root"==check-walk"#],
+            "a",
+            "",
+            "active",
+            &gc
+        ));
+        assert!(m(
+            &["name==p", "name==a-np-wl"],
+            "a-np-wl",
+            "",
+            "active",
+            &[]
+        ));
+        assert!(m(&["name==a-wl,labels.l"], "a-wl", "", "active", &gc));
+        assert!(m(
+            &[r#"parent!="",labels."containerd.io/gc.root"==check-walk"#],
+            "a",
+            "p",
+            "view",
+            &gc
+        ));
+        assert!(!m(
+            &[r#"parent!="",labels."containerd.io/gc.root"==check-walk"#],
+            "a",
+            "",
+            "view",
+            &gc
+        ));
+        assert!(m(&["labels.l==2"], "a", "", "active", &gc));
     }
 
     #[test]

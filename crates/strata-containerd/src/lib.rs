@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod check;
 mod error;
 pub mod filters;
 pub mod meta;
@@ -39,6 +40,7 @@ pub mod usage;
 
 use std::path::PathBuf;
 
+pub use check::check_root;
 pub use error::{Error, Result};
 pub use server::Server;
 pub use snapshotter::{

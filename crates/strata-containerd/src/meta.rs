@@ -10,6 +10,9 @@
 //!   settled after, so after a kill -9 the journal names every layer that may be half made or
 //!   half removed, and `reclaim` puts it right. A snapshot record is only written once its
 //!   layer is complete: no half snapshot is ever visible;
+//! - `refs`: `"<parent>\0<ref>\0<name>"` → () for each committed snapshot labelled
+//!   `containerd.io/snapshot.ref`, so that the unpacker's Prepare of a known layer is answered
+//!   with one range read, not a scan;
 //! - `counter`: the next layer number (layer ids are `snap-<n>`, never derived from keys).
 //!
 //! This module never touches the layer store; `snapshotter.rs` sequences the two.
@@ -27,6 +30,7 @@ const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots"
 const CHILDREN: TableDefinition<&str, ()> = TableDefinition::new("children");
 const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
 const COUNTER: TableDefinition<&str, u64> = TableDefinition::new("counter");
+const REFS: TableDefinition<&str, ()> = TableDefinition::new("refs");
 
 /// Where the metadata lives inside the home.
 pub const META_DIR: &str = ".strata/containerd";
@@ -143,6 +147,18 @@ fn child_key(parent: &str, child: &str) -> String {
     format!("{parent}\0{child}")
 }
 
+/// The `refs` entry of a record, if it has one.
+fn ref_key(key: &str, rec: &Record) -> Option<String> {
+    if rec.kind != Kind::Committed {
+        return None;
+    }
+    let r = rec.labels.get(crate::LABEL_SNAPSHOT_REF)?;
+    Some(format!(
+        "{}\0{r}\0{key}",
+        rec.parent.as_deref().unwrap_or("")
+    ))
+}
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("metadata records always serialise")
 }
@@ -166,6 +182,7 @@ pub struct Tx<'a> {
     children: redb::Table<'a, &'static str, ()>,
     layers: redb::Table<'a, &'static str, &'static [u8]>,
     counter: redb::Table<'a, &'static str, u64>,
+    refs: redb::Table<'a, &'static str, ()>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -186,11 +203,23 @@ impl Tx<'_> {
     /// Writes the record of `key` (and its place among its parent's children).
     pub fn put(&mut self, key: &str, rec: &Record) -> Result<()> {
         let old = self.get(key)?;
+        if let Some(r) = old.as_ref().and_then(|o| ref_key(key, o)) {
+            m!("unlink ref", self.refs.remove(r.as_str()));
+        }
+        if let Some(r) = ref_key(key, rec) {
+            m!("link ref", self.refs.insert(r.as_str(), ()));
+        }
         if let Some(p) = old.as_ref().and_then(|o| o.parent.as_deref()) {
-            m!("unlink child", self.children.remove(child_key(p, key).as_str()));
+            m!(
+                "unlink child",
+                self.children.remove(child_key(p, key).as_str())
+            );
         }
         if let Some(p) = &rec.parent {
-            m!("link child", self.children.insert(child_key(p, key).as_str(), ()));
+            m!(
+                "link child",
+                self.children.insert(child_key(p, key).as_str(), ())
+            );
         }
         m!(
             "write snapshot",
@@ -203,8 +232,14 @@ impl Tx<'_> {
     pub fn delete(&mut self, key: &str) -> Result<Option<Record>> {
         let old = self.get(key)?;
         if let Some(o) = &old {
+            if let Some(r) = ref_key(key, o) {
+                m!("unlink ref", self.refs.remove(r.as_str()));
+            }
             if let Some(p) = &o.parent {
-                m!("unlink child", self.children.remove(child_key(p, key).as_str()));
+                m!(
+                    "unlink child",
+                    self.children.remove(child_key(p, key).as_str())
+                );
             }
             m!("delete snapshot", self.snapshots.remove(key));
         }
@@ -252,22 +287,18 @@ impl Tx<'_> {
         }
     }
 
-    /// Every committed snapshot whose name or `containerd.io/snapshot.ref` label is `target`
-    /// and whose parent is `parent` (a full scan; only Prepare with that label asks).
+    /// Whether a committed snapshot on `parent` has the name `target` or carries it in its
+    /// `containerd.io/snapshot.ref` label (two point reads).
     pub fn find_committed_ref(&self, target: &str, parent: Option<&str>) -> Result<bool> {
-        for item in m!("read snapshots", self.snapshots.iter()) {
-            let (k, v) = m!("read snapshots", item);
-            let rec: Record = decode(k.value(), v.value())?;
-            if rec.kind == Kind::Committed
-                && rec.parent.as_deref() == parent
-                && (k.value() == target
-                    || rec.labels.get(crate::LABEL_SNAPSHOT_REF).map(String::as_str)
-                        == Some(target))
-            {
+        if let Some(rec) = self.get(target)? {
+            if rec.kind == Kind::Committed && rec.parent.as_deref() == parent {
                 return Ok(true);
             }
         }
-        Ok(false)
+        let lo = format!("{}\0{target}\0", parent.unwrap_or(""));
+        let hi = format!("{}\0{target}\u{1}", parent.unwrap_or(""));
+        let mut it = m!("read refs", self.refs.range(lo.as_str()..hi.as_str()));
+        Ok(it.next().is_some())
     }
 }
 
@@ -313,6 +344,7 @@ impl Meta {
                 children: m!("open table", txn.open_table(CHILDREN)),
                 layers: m!("open table", txn.open_table(LAYERS)),
                 counter: m!("open table", txn.open_table(COUNTER)),
+                refs: m!("open table", txn.open_table(REFS)),
             };
             f(&mut tx)
         };
@@ -370,4 +402,51 @@ impl Meta {
         }
         Ok(out)
     }
+}
+
+/// Where the key hints live: `<home>/.strata/containerd/keys/<layer>` holds the key or name of
+/// the snapshot that layer belongs to. They are written after each settled change, for tools
+/// that cannot open the database while a snapshotter holds it (`strata ls`); the database stays
+/// the truth.
+pub const KEYS_DIR: &str = ".strata/containerd/keys";
+
+/// Records that `layer` belongs to snapshot `key` (best effort: a failure is logged).
+pub fn write_key_hint(home: &Path, layer: &str, key: &str) {
+    let dir = home.join(KEYS_DIR);
+    let r = std::fs::create_dir_all(&dir).and_then(|()| {
+        let tmp = dir.join(format!(".{layer}.tmp"));
+        std::fs::write(&tmp, key)?;
+        std::fs::rename(&tmp, dir.join(layer))
+    });
+    if let Err(e) = r {
+        tracing::warn!(layer, key, "writing the key hint: {e}");
+    }
+}
+
+/// Drops the hint of `layer`.
+pub fn remove_key_hint(home: &Path, layer: &str) {
+    match std::fs::remove_file(home.join(KEYS_DIR).join(layer)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(layer, "removing the key hint: {e}");
+        }
+        _ => {}
+    }
+}
+
+/// The snapshot key of each layer of a snapshotter root, from the hints (empty for a home that
+/// is not a snapshotter's root).
+pub fn key_hints(home: &Path) -> BTreeMap<String, String> {
+    let Ok(dir) = std::fs::read_dir(home.join(KEYS_DIR)) else {
+        return BTreeMap::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            if name.starts_with('.') {
+                return None;
+            }
+            let key = std::fs::read_to_string(e.path()).ok()?;
+            Some((name, key))
+        })
+        .collect()
 }

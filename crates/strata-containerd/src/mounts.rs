@@ -30,10 +30,7 @@ pub fn render(plan: &MountPlan, read_only: bool) -> Vec<Mount> {
             r#type: "bind".into(),
             source: dir.display().to_string(),
             target: String::new(),
-            options: vec![
-                if read_only { "ro" } else { "rw" }.into(),
-                "rbind".into(),
-            ],
+            options: vec![if read_only { "ro" } else { "rw" }.into(), "rbind".into()],
         }],
         MountPlan::NewApi { config, .. } => {
             let mut options: Vec<String> = config
@@ -73,9 +70,31 @@ pub fn render(plan: &MountPlan, read_only: bool) -> Vec<Mount> {
 
 /// Options containerd turns into mount flags rather than passing in the data string.
 const FLAG_OPTIONS: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "mand",
-    "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
-    "nosuid", "rbind", "relatime", "remount", "ro", "rw", "strictatime", "suid", "sync",
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "rbind",
+    "relatime",
+    "remount",
+    "ro",
+    "rw",
+    "strictatime",
+    "suid",
+    "sync",
 ];
 
 /// The `mount(2)` data string containerd builds from `options` (flags taken out), and the

@@ -1,6 +1,11 @@
 //! Generated code of containerd's snapshot API (see `proto/README.md`), in modules that mirror
 //! the protobuf packages. Nothing else lives here.
-#![allow(missing_docs, missing_debug_implementations, clippy::all, clippy::pedantic)]
+#![allow(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic
+)]
 
 /// `containerd.*`.
 pub mod containerd {

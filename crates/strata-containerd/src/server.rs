@@ -71,19 +71,33 @@ impl Server {
             drop(bound);
             let _ = stopped_tx.send(());
         };
+        let service = Service::new(self.snapshotter);
+        let in_flight = service.in_flight();
         let serve = tonic::transport::Server::builder()
-            .add_service(SnapshotsServer::new(Service::new(self.snapshotter)))
+            .add_service(SnapshotsServer::new(service))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
         tokio::pin!(serve);
+        // tonic's graceful shutdown also waits for idle connections to close, and containerd
+        // never closes its own: once stopped, wait for the store calls in flight (bounded),
+        // then drop the connections.
+        let drained = async {
+            if stopped_rx.await.is_err() {
+                return std::future::pending().await;
+            }
+            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+            while in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        "requests still running after {DRAIN_TIMEOUT:?}; stopping anyway"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
         let served = tokio::select! {
             r = &mut serve => r,
-            () = async {
-                let _ = stopped_rx.await;
-                tokio::time::sleep(DRAIN_TIMEOUT).await;
-            } => {
-                tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
-                Ok(())
-            }
+            () = drained => Ok(()),
         };
         served.map_err(|e| Error::Runtime {
             what: "serve gRPC",

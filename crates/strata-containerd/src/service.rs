@@ -4,6 +4,7 @@
 //! codes in one place, [`Error::to_status`]. List streams its answer in batches.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,11 +16,10 @@ use crate::filters::Filter;
 use crate::meta::{Kind as MetaKind, Record, Time};
 use crate::proto::snapshots::snapshots_server::Snapshots;
 use crate::proto::snapshots::{
-    CleanupRequest, CommitSnapshotRequest, Info, Kind, ListSnapshotsRequest,
-    ListSnapshotsResponse, MountsRequest, MountsResponse, PrepareSnapshotRequest,
-    PrepareSnapshotResponse, RemoveSnapshotRequest, StatSnapshotRequest, StatSnapshotResponse,
-    UpdateSnapshotRequest, UpdateSnapshotResponse, UsageRequest, UsageResponse,
-    ViewSnapshotRequest, ViewSnapshotResponse,
+    CleanupRequest, CommitSnapshotRequest, Info, Kind, ListSnapshotsRequest, ListSnapshotsResponse,
+    MountsRequest, MountsResponse, PrepareSnapshotRequest, PrepareSnapshotResponse,
+    RemoveSnapshotRequest, StatSnapshotRequest, StatSnapshotResponse, UpdateSnapshotRequest,
+    UpdateSnapshotResponse, UsageRequest, UsageResponse, ViewSnapshotRequest, ViewSnapshotResponse,
 };
 use crate::snapshotter::Snapshotter;
 
@@ -30,12 +30,31 @@ const LIST_BATCH: usize = 100;
 #[derive(Debug, Clone)]
 pub struct Service {
     inner: Arc<Snapshotter>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Service {
     /// A service on `snapshotter`.
     pub fn new(snapshotter: Arc<Snapshotter>) -> Service {
-        Service { inner: snapshotter }
+        Service {
+            inner: snapshotter,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The number of store calls running now (shutdown waits for them, not for idle
+    /// connections: containerd keeps its connection open for good).
+    pub fn in_flight(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.in_flight)
     }
 
     /// Runs `f` on a blocking thread; its error becomes the status.
@@ -47,9 +66,14 @@ impl Service {
     ) -> Result<T, Status> {
         let s = Arc::clone(&self.inner);
         let start = Instant::now();
-        let out = tokio::task::spawn_blocking(move || f(&s))
-            .await
-            .map_err(|e| Status::internal(format!("{rpc}: the worker failed: {e}")))?;
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let counted = InFlight(Arc::clone(&self.in_flight));
+        let out = tokio::task::spawn_blocking(move || {
+            let _counted = counted;
+            f(&s)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("{rpc}: the worker failed: {e}")))?;
         match &out {
             Ok(_) => tracing::debug!(rpc, key, took = ?start.elapsed(), "ok"),
             Err(e) => tracing::debug!(rpc, key, took = ?start.elapsed(), code = ?e.code(), "{e}"),
@@ -133,7 +157,10 @@ impl Snapshots for Service {
         Ok(Response::new(MountsResponse { mounts }))
     }
 
-    async fn commit(&self, request: Request<CommitSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn commit(
+        &self,
+        request: Request<CommitSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
         self.run("Commit", key, move |s| {
@@ -143,7 +170,10 @@ impl Snapshots for Service {
         Ok(Response::new(()))
     }
 
-    async fn remove(&self, request: Request<RemoveSnapshotRequest>) -> Result<Response<()>, Status> {
+    async fn remove(
+        &self,
+        request: Request<RemoveSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
         self.run("Remove", key, move |s| s.remove(&r.key)).await?;
@@ -156,7 +186,9 @@ impl Snapshots for Service {
     ) -> Result<Response<StatSnapshotResponse>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
-        let rec = self.run("Stat", key.clone(), move |s| s.stat(&r.key)).await?;
+        let rec = self
+            .run("Stat", key.clone(), move |s| s.stat(&r.key))
+            .await?;
         Ok(Response::new(StatSnapshotResponse {
             info: Some(info(key, rec)),
         }))
@@ -212,7 +244,10 @@ impl Snapshots for Service {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn usage(&self, request: Request<UsageRequest>) -> Result<Response<UsageResponse>, Status> {
+    async fn usage(
+        &self,
+        request: Request<UsageRequest>,
+    ) -> Result<Response<UsageResponse>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
         let u = self.run("Usage", key, move |s| s.usage(&r.key)).await?;

@@ -31,6 +31,23 @@ pub const LABEL_STRATA_SIZE: &str = "containerd.io/snapshot/strata.size";
 /// The most bytes a label's key and value may take together (as containerd).
 pub const MAX_LABEL_BYTES: usize = 4096;
 
+/// Test hook: a process started with `STRATA_CONTAINERD_CRASH_AT=<point>` aborts at that
+/// point by sending itself SIGKILL, so the crash tests can stop the server between
+/// a metadata commit and the filesystem change that follows it. Points: `prepare-reserved`,
+/// `prepare-created`, `commit-rebased`, `remove-reserved`.
+fn crash_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT
+        .get_or_init(|| std::env::var("STRATA_CONTAINERD_CRASH_AT").ok())
+        .as_deref()
+        == Some(point)
+    {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::process::abort();
+    }
+}
+
 /// A snapshotter on one strata home.
 #[derive(Debug)]
 pub struct Snapshotter {
@@ -56,10 +73,12 @@ impl Drop for Busy<'_> {
 }
 
 fn layer_id(layer: &str) -> Result<LayerId> {
-    layer.parse().map_err(|e: strata::Error| Error::MetaCorrupt {
-        key: layer.to_owned(),
-        what: e.to_string(),
-    })
+    layer
+        .parse()
+        .map_err(|e: strata::Error| Error::MetaCorrupt {
+            key: layer.to_owned(),
+            what: e.to_string(),
+        })
 }
 
 fn check_key(what: &str, key: &str) -> Result<()> {
@@ -113,7 +132,7 @@ impl Snapshotter {
     pub fn open(home: &Path, options: Options) -> Result<Snapshotter> {
         let driver = Driver::open(home, options).map_err(|source| Error::OpenStore {
             home: home.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         let meta = Meta::open(driver.home())?;
         let s = Snapshotter {
@@ -248,6 +267,7 @@ impl Snapshotter {
         let _busy = busy;
         let id = layer_id(&layer)?;
         let parent_id = parent_layer.as_deref().map(layer_id).transpose()?;
+        crash_point("prepare-reserved");
         // 2. The filesystem.
         let made = match kind {
             Kind::Active => self.driver.create_read_write(
@@ -262,11 +282,11 @@ impl Snapshotter {
         .map_err(Error::store("create the layer of", key, &id))
         .and_then(|()| {
             let m = self.render(kind, &id, parent_id.as_ref(), key)?;
-            mounts::fits_containerd(&m, self.page_size).map_err(|why| {
-                Error::invalid(format!("parent {:?}", parent.unwrap_or("")), why)
-            })?;
+            mounts::fits_containerd(&m, self.page_size)
+                .map_err(|why| Error::invalid(format!("parent {:?}", parent.unwrap_or("")), why))?;
             Ok(m)
         });
+        crash_point("prepare-created");
         // 3. Settle: the record appears, or the layer goes again.
         let settled = made.and_then(|m| {
             self.meta.write(|tx| {
@@ -300,8 +320,9 @@ impl Snapshotter {
                 Ok(m)
             })
         });
-        if settled.is_err() {
-            self.drop_layer(&id);
+        match &settled {
+            Ok(_) => crate::meta::write_key_hint(self.driver.home(), &layer, key),
+            Err(_) => self.drop_layer(&id),
         }
         tracing::debug!(key, %id, ?kind, ok = settled.is_ok(), "created snapshot");
         settled
@@ -312,6 +333,7 @@ impl Snapshotter {
     fn drop_layer(&self, id: &LayerId) {
         match self.driver.remove(id) {
             Ok(()) => {
+                crate::meta::remove_key_hint(self.driver.home(), id.as_str());
                 if let Err(e) = self.meta.write(|tx| tx.forget(id.as_str())) {
                     tracing::warn!(%id, "forgetting a removed layer: {e}");
                 }
@@ -330,18 +352,21 @@ impl Snapshotter {
         let plan = match (kind, parent) {
             // As containerd's overlayfs: a view shows its parent as the parent would mount
             // read-only (a bind for a base layer, else an overlay of its chain).
-            (Kind::View, Some(p)) => self
-                .driver
-                .mount_plan(p, true)
-                .map_err(Error::store("plan the mount of", key, p))?,
-            (Kind::View, None) => self
-                .driver
-                .mount_plan(id, true)
-                .map_err(Error::store("plan the mount of", key, id))?,
-            _ => self
-                .driver
-                .mount_plan(id, false)
-                .map_err(Error::store("plan the mount of", key, id))?,
+            (Kind::View, Some(p)) => self.driver.mount_plan(p, true).map_err(Error::store(
+                "plan the mount of",
+                key,
+                p,
+            ))?,
+            (Kind::View, None) => self.driver.mount_plan(id, true).map_err(Error::store(
+                "plan the mount of",
+                key,
+                id,
+            ))?,
+            _ => self.driver.mount_plan(id, false).map_err(Error::store(
+                "plan the mount of",
+                key,
+                id,
+            ))?,
         };
         Ok(mounts::render(&plan, kind == Kind::View))
     }
@@ -399,7 +424,10 @@ impl Snapshotter {
             if rec.kind != Kind::Active {
                 return Err(Error::precondition(
                     key,
-                    format!("is a {} snapshot; only active ones commit", rec.kind.as_str()),
+                    format!(
+                        "is a {} snapshot; only active ones commit",
+                        rec.kind.as_str()
+                    ),
                 ));
             }
             if tx.get(name)?.is_some() {
@@ -470,6 +498,7 @@ impl Snapshotter {
                 return Err(undo_rebase(e));
             }
         }
+        crash_point("commit-rebased");
         // As containerd's overlayfs: the usage is measured once, at commit.
         let usage = match crate::usage::measure(&self.driver.layout().diff(&id)) {
             Ok(u) => u,
@@ -514,6 +543,7 @@ impl Snapshotter {
         });
         match committed {
             Ok(()) => {
+                crate::meta::write_key_hint(self.driver.home(), &rec.layer, name);
                 tracing::debug!(name, key, %id, rebased = rebase.is_some(), "committed snapshot");
                 Ok(())
             }
@@ -534,10 +564,7 @@ impl Snapshotter {
                 key: key.to_owned(),
             })?;
             if tx.has_children(key)? {
-                return Err(Error::precondition(
-                    key,
-                    "has children; remove them first",
-                ));
+                return Err(Error::precondition(key, "has children; remove them first"));
             }
             if matches!(tx.journal_of(&rec.layer)?, Some(Journal::Rebasing { .. })) {
                 return Err(Error::precondition(key, "is being committed"));
@@ -554,6 +581,7 @@ impl Snapshotter {
         })?;
         let _busy = busy;
         let id = layer_id(&rec.layer)?;
+        crash_point("remove-reserved");
         self.drop_layer(&id);
         tracing::debug!(key, %id, "removed snapshot");
         Ok(())
@@ -636,10 +664,10 @@ impl Snapshotter {
             return Ok(u);
         }
         let id = layer_id(&rec.layer)?;
-        if let Some(q) = self
-            .driver
-            .quota_usage(&id)
-            .map_err(Error::store("read the quota of", key, &id))?
+        if let Some(q) =
+            self.driver
+                .quota_usage(&id)
+                .map_err(Error::store("read the quota of", key, &id))?
         {
             return Ok(Usage {
                 size: q.size_used,
@@ -658,13 +686,10 @@ impl Snapshotter {
     /// A metadata or store failure.
     pub fn cleanup(&self) -> Result<usize> {
         let n = self.reclaim()?;
-        let report = self
-            .driver
-            .check(true)
-            .map_err(|source| Error::OpenStore {
-                home: self.driver.home().to_owned(),
-                source,
-            })?;
+        let report = self.driver.check(true).map_err(|source| Error::OpenStore {
+            home: self.driver.home().to_owned(),
+            source: Box::new(source),
+        })?;
         for p in report.problems.iter().filter(|p| !p.repaired) {
             tracing::warn!(kind = %p.kind, path = %p.path.display(), "left unrepaired: {}", p.detail);
         }
@@ -699,16 +724,22 @@ impl Snapshotter {
             match j {
                 Journal::Live { .. } => continue,
                 Journal::Creating { key } | Journal::Removing { key } => {
-                    self.driver
-                        .remove(&id)
-                        .map_err(Error::store("reclaim the layer of", &key, &id))?;
+                    self.driver.remove(&id).map_err(Error::store(
+                        "reclaim the layer of",
+                        &key,
+                        &id,
+                    ))?;
+                    crate::meta::remove_key_hint(self.driver.home(), &layer);
                     self.meta.write(|tx| tx.forget(&layer))?;
                 }
                 Journal::Rebasing { key } => {
-                    self.driver
-                        .set_parent(&id, None)
-                        .map_err(Error::store("undo the rebase of", &key, &id))?;
-                    self.meta.write(|tx| tx.journal(&layer, &Journal::Live { key }))?;
+                    self.driver.set_parent(&id, None).map_err(Error::store(
+                        "undo the rebase of",
+                        &key,
+                        &id,
+                    ))?;
+                    self.meta
+                        .write(|tx| tx.journal(&layer, &Journal::Live { key }))?;
                 }
             }
             tracing::info!(%id, "reclaimed an interrupted operation's layer");

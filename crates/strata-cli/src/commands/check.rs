@@ -1,5 +1,7 @@
 //! `strata check [--repair]`: like fsck, exits 1 while problems remain. Without `--repair`
-//! any problem found means 1; with it, 1 only if something could not be repaired.
+//! any problem found means 1; with it, 1 only if something could not be repaired. On a
+//! containerd snapshotter's root it also checks (and settles) the snapshotter's interrupted
+//! operations (`strata_containerd::check_root`).
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -26,9 +28,22 @@ struct Report<'a> {
 
 /// Checks (and repairs) the home.
 pub fn run(d: &Driver, args: Args, out: Output) -> Result<Outcome> {
-    let report = d
+    // On a containerd snapshotter's root, its interrupted operations first (repair settles
+    // them before the store's own repair looks at what is left).
+    let snapshots = match strata_containerd::check_root(d.home(), args.repair) {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e @ strata_containerd::Error::MetaInUse { .. }) => {
+            tracing::warn!("{e}; its own start and Cleanup settle interrupted snapshot operations");
+            Vec::new()
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("check snapshots in {}", d.home().display()))
+        }
+    };
+    let mut report = d
         .check(args.repair)
         .with_context(|| format!("check home {}", d.home().display()))?;
+    report.problems.splice(0..0, snapshots);
     let remaining = if args.repair {
         !report.all_repaired()
     } else {

@@ -1,4 +1,7 @@
-//! `strata ls`: the layers, sorted, one per line.
+//! `strata ls`: the layers, sorted, one per line; on a containerd snapshotter's root each with
+//! the snapshot key it belongs to.
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -10,6 +13,9 @@ use crate::output::Output;
 #[derive(Serialize)]
 struct Layers {
     layers: Vec<String>,
+    /// Layer → containerd snapshot key, on a snapshotter root only.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    snapshots: BTreeMap<String, String>,
 }
 
 /// Lists the layers.
@@ -17,10 +23,17 @@ pub fn run(d: &Driver, out: Output) -> Result<Outcome> {
     let ids = d.list().context("list layers")?;
     let data = Layers {
         layers: ids.iter().map(|i| i.to_string()).collect(),
+        snapshots: strata_containerd::meta::key_hints(d.home())
+            .into_iter()
+            .filter(|(l, _)| ids.iter().any(|i| i.as_str() == l))
+            .collect(),
     };
     out.print(&data, |w| {
         for id in &data.layers {
-            writeln!(w, "{id}")?;
+            match data.snapshots.get(id) {
+                Some(key) => writeln!(w, "{id}\t{key}")?,
+                None => writeln!(w, "{id}")?,
+            }
         }
         Ok(())
     })?;

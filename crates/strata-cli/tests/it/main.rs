@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod containerd;
 mod image;
 mod load;
 mod plugin;
