@@ -982,3 +982,31 @@ fn apply_whiteout_that_cannot_replace_names_the_path() {
 fn libc_eperm() -> i32 {
     rustix::io::Errno::PERM.raw_os_error()
 }
+
+#[test]
+fn apply_in_a_plain_directory_of_another_group_sets_the_entry_group() {
+    if !root_or_skip("apply_in_a_plain_directory_of_another_group_sets_the_entry_group") {
+        return;
+    }
+    // A directory owned by group 50 without S_ISGID: new entries get our gid (0), not the
+    // directory's, so an entry of group 50 needs its chown (only a setgid parent hands down
+    // its group).
+    let t = tempfile::tempdir().unwrap();
+    let g = t.path().join("g");
+    std::fs::create_dir(&g).unwrap();
+    std::os::unix::fs::chown(&g, Some(0), Some(50)).unwrap();
+    std::fs::set_permissions(&g, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tar = Tar::new()
+        .entry(h("g/f", b'0').mode(0o644).owner(0, 50), b"f")
+        .entry(h("g/d/", b'5').mode(0o755).owner(0, 50), b"")
+        .entry(h("g/root", b'0').mode(0o644).owner(0, 0), b"r")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let got = |p: &str| {
+        let m = md(&g.join(p));
+        (m.mode() & 0o7777, m.gid())
+    };
+    assert_eq!(got("f"), (0o644, 50));
+    assert_eq!(got("d"), (0o755, 50));
+    assert_eq!(got("root"), (0o644, 0));
+}
