@@ -1010,3 +1010,70 @@ fn apply_in_a_plain_directory_of_another_group_sets_the_entry_group() {
     assert_eq!(got("d"), (0o755, 50));
     assert_eq!(got("root"), (0o644, 0));
 }
+
+#[test]
+fn apply_xattr_the_filesystem_refuses_for_size_is_an_error() {
+    if !root_or_skip("apply_xattr_the_filesystem_refuses_for_size_is_an_error") {
+        return;
+    }
+    // Over the kernel's 64 KiB value limit: E2BIG is a real failure (only ENOTSUP and EPERM,
+    // a filesystem that does not take xattrs, are ignored, as moby does).
+    let t = tempfile::tempdir().unwrap();
+    let big = vec![b'v'; 70_000];
+    let tar = Tar::new()
+        .pax(&[(b"SCHILY.xattr.user.big", &big)])
+        .file("f", b"x")
+        .end();
+    let e = apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap_err();
+    assert!(
+        matches!(e, strata_archive::Error::Fs { op: "setxattr", ref path, .. } if path == "f"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.raw_os_error(),
+        Some(rustix::io::Errno::TOOBIG.raw_os_error())
+    );
+}
+
+#[test]
+fn apply_devices_are_skipped_in_a_user_namespace() {
+    const NAME: &str = "apply::apply_devices_are_skipped_in_a_user_namespace";
+    if std::env::var_os("STRATA_TEST_IN_USERNS").is_some() {
+        // The inner run, inside `unshare --user --map-root-user`: mknod of a device fails
+        // there with EPERM and, as moby does, the device is skipped; a fifo is still made.
+        let t = tempfile::tempdir().unwrap();
+        let tar = Tar::new()
+            .entry(h("null", b'3').dev(1, 3).mode(0o666), b"")
+            .entry(h("loop0", b'4').dev(7, 0), b"")
+            .entry(h("fifo", b'6'), b"")
+            .file("f", b"x")
+            .end();
+        let s = apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+        assert_eq!(s.entries, 4);
+        assert!(std::fs::symlink_metadata(t.path().join("null")).is_err());
+        assert!(std::fs::symlink_metadata(t.path().join("loop0")).is_err());
+        assert!(md(&t.path().join("fifo")).file_type().is_fifo());
+        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"x");
+        return;
+    }
+    if !root_or_skip(NAME) {
+        return;
+    }
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env("STRATA_TEST_IN_USERNS", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "inner run failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "inner run did not run the test:\n{text}"
+    );
+}
