@@ -1077,3 +1077,33 @@ fn apply_devices_are_skipped_in_a_user_namespace() {
         "inner run did not run the test:\n{text}"
     );
 }
+
+#[test]
+fn apply_hardlink_entry_metadata_lands_on_the_shared_inode() {
+    if !root_or_skip("apply_hardlink_entry_metadata_lands_on_the_shared_inode") {
+        return;
+    }
+    // As moby: the link entry's owner, mode and times are applied to the inode both names
+    // share; the same mode and owner are left alone.
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .entry(h("f", b'0').mode(0o644).owner(1, 1).mtime(1_000), b"x")
+        .entry(
+            h("h", b'1').link("f").mode(0o750).owner(2, 3).mtime(2_000),
+            b"",
+        )
+        .entry(h("g", b'0').mode(0o600).owner(4, 4).mtime(3_000), b"y")
+        .entry(
+            h("k", b'1').link("g").mode(0o600).owner(4, 4).mtime(4_000),
+            b"",
+        )
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let got = |p: &str| {
+        let m = md(&t.path().join(p));
+        (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime(), m.nlink())
+    };
+    assert_eq!(got("f"), (0o750, 2, 3, 2_000, 2));
+    assert_eq!(got("h"), got("f"));
+    assert_eq!(got("g"), (0o600, 4, 4, 4_000, 2));
+}
