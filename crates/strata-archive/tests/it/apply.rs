@@ -1107,3 +1107,30 @@ fn apply_hardlink_entry_metadata_lands_on_the_shared_inode() {
     assert_eq!(got("h"), got("f"));
     assert_eq!(got("g"), (0o600, 4, 4, 4_000, 2));
 }
+
+#[test]
+fn apply_in_a_setgid_directory_modes_are_exact() {
+    if !root_or_skip("apply_in_a_setgid_directory_modes_are_exact") {
+        return;
+    }
+    // In a setgid directory a new entry gets the directory's group, so no chown is needed for
+    // entries of that group; the mode still has to come out exactly as the tar says: a setgid
+    // file keeps S_ISGID (the kernel does not give it), a directory drops the S_ISGID it
+    // inherits when the tar does not have it, even with no other bit set.
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .entry(h("sg/", b'5').mode(0o2775).owner(0, 50), b"")
+        .entry(h("sg/prog", b'0').mode(0o2755).owner(0, 50), b"p")
+        .entry(h("sg/zero/", b'5').mode(0).owner(0, 50), b"")
+        .entry(h("sg/keep/", b'5').mode(0o2700).owner(0, 50), b"")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let got = |p: &str| {
+        let m = md(&t.path().join(p));
+        (m.mode() & 0o7777, m.gid())
+    };
+    assert_eq!(got("sg"), (0o2775, 50));
+    assert_eq!(got("sg/prog"), (0o2755, 50));
+    assert_eq!(got("sg/zero"), (0, 50));
+    assert_eq!(got("sg/keep"), (0o2700, 50));
+}
