@@ -801,6 +801,10 @@ fn apply_fresh_entries_get_exact_mode_despite_the_umask() {
         .entry(h("d/", b'5').mode(0o777), b"")
         .entry(h("d/fifo", b'6').mode(0o666), b"")
         .entry(h("odd", b'0').mode(0o667), b"1")
+        // Root-owned (no chown forces the chmod): the special bits and a mode made only of
+        // bits the umask takes.
+        .entry(h("suid", b'0').mode(0o4755).owner(0, 0), b"s")
+        .entry(h("gw", b'0').mode(0o020).owner(0, 0), b"g")
         .end();
     apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
     for (p, want) in [
@@ -809,6 +813,8 @@ fn apply_fresh_entries_get_exact_mode_despite_the_umask() {
         ("d", 0o777),
         ("d/fifo", 0o666),
         ("odd", 0o667),
+        ("suid", 0o4755),
+        ("gw", 0o020),
     ] {
         assert_eq!(md(&t.path().join(p)).mode() & 0o7777, want, "{p}");
     }
