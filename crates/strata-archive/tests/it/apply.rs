@@ -1140,3 +1140,57 @@ fn apply_in_a_setgid_directory_modes_are_exact() {
     assert_eq!(got("sg/zero"), (0, 50));
     assert_eq!(got("sg/keep"), (0o2700, 50));
 }
+
+/// A tar source that, once `at` bytes were read, starts a process listing the fds it inherited.
+struct SpawningReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    at: usize,
+    seen: Option<String>,
+}
+
+impl std::io::Read for SpawningReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.at && self.seen.is_none() {
+            let out = Command::new("ls")
+                .args(["-l", "/proc/self/fd/"])
+                .output()
+                .unwrap();
+            self.seen = Some(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        // Small reads, so the file being written is open across several of them.
+        let n = buf.len().min(4096).min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn apply_fds_are_not_inherited_by_processes_started_meanwhile() {
+    if !root_or_skip("apply_fds_are_not_inherited_by_processes_started_meanwhile") {
+        return;
+    }
+    // Another thread of the plugin may start a process while a layer is being applied: none
+    // of apply's fds (directories, the file being written) may leak into it.
+    let t = tempfile::tempdir().unwrap();
+    let tar = Tar::new()
+        .dir("d")
+        .dir("d/e")
+        .file("d/e/big", &[7u8; 64 * 1024])
+        .end();
+    let mut r = SpawningReader {
+        data: &tar,
+        pos: 0,
+        at: 3 * 512 + 16 * 1024,
+        seen: None,
+    };
+    apply(&mut r, t.path(), &ApplyOptions::default()).unwrap();
+    let seen = r.seen.expect("the process was started");
+    let root = t.path().to_str().unwrap();
+    assert!(seen.contains("/proc/"), "ls listed its fds: {seen}");
+    assert!(
+        !seen.contains(root),
+        "apply's fds leaked into a child:\n{seen}"
+    );
+}
