@@ -1194,3 +1194,51 @@ fn apply_fds_are_not_inherited_by_processes_started_meanwhile() {
         "apply's fds leaked into a child:\n{seen}"
     );
 }
+
+#[test]
+fn apply_sparse_fragment_larger_than_a_read_buffer_lands_whole() {
+    if !root_or_skip("apply_sparse_fragment_larger_than_a_read_buffer_lands_whole")
+        || !gnu_tar_available()
+    {
+        return;
+    }
+    // One data fragment of 700 KiB (several of the reader's 256 KiB buffers) between holes,
+    // and a small one: every chunk of a fragment goes right after the one before it.
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("sparse");
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::create(&f).unwrap();
+        let big: Vec<u8> = (0..700 * 1024u32).map(|i| (i % 251) as u8).collect();
+        file.write_all_at(&big, 1 << 20).unwrap();
+        file.write_all_at(b"tail", 4 << 20).unwrap();
+        file.set_len((5 << 20) + 1).unwrap();
+    }
+    let want = std::fs::read(&f).unwrap();
+    for args in [
+        ["--format=gnu", ""],
+        ["--format=posix", "--sparse-version=1.0"],
+    ] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(src.path())
+            .arg("--sparse")
+            .args(&args)
+            .args(["-cf", "-", "sparse"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let dst = tempfile::tempdir().unwrap();
+        let s = apply(&out.stdout[..], dst.path(), &ApplyOptions::default()).unwrap();
+        let got = std::fs::read(dst.path().join("sparse")).unwrap();
+        assert!(got == want, "{args:?}: content differs");
+        // The bytes written are the stored fragments (whole blocks as the filesystem reports
+        // data), not the holes.
+        assert!(
+            s.bytes >= 700 * 1024 + 4 && s.bytes < 1 << 20,
+            "{args:?}: {} bytes",
+            s.bytes
+        );
+    }
+}
