@@ -51,10 +51,12 @@ fn find_marker(b: &[u8]) -> Option<usize> {
     b.windows(5).position(|w| w == b"\n=== ").map(|p| p + 1)
 }
 
+/// Token values already computed, by token and raw name: a layer is decompressed once.
+type Memo = RefCell<BTreeMap<(Vec<u8>, Vec<u8>), String>>;
+
 struct Files<'a> {
     raw: &'a [(Vec<u8>, Vec<u8>)],
-    /// Token values already computed, by token and raw name: a layer is decompressed once.
-    memo: RefCell<BTreeMap<(Vec<u8>, Vec<u8>), String>>,
+    memo: Memo,
 }
 
 /// Where the `)` closing a token that starts at `b[0]` (after its `(`) is, nesting counted.
