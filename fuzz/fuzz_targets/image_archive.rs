@@ -20,7 +20,7 @@ use strata::LayerId;
 use strata_image::{Archive, Digest, LayerStore, NoProgress};
 
 /// Largest layer tar the fake store reads (a small blob can decompress to gigabytes).
-const LAYER_CAP: u64 = 16 << 20;
+const LAYER_CAP: u64 = 4 << 20;
 
 fn sections(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -51,8 +51,12 @@ fn find_marker(b: &[u8]) -> Option<usize> {
     b.windows(5).position(|w| w == b"\n=== ").map(|p| p + 1)
 }
 
+/// Token values already computed, by token and raw name: a layer is decompressed once.
+type Memo = RefCell<BTreeMap<(Vec<u8>, Vec<u8>), String>>;
+
 struct Files<'a> {
     raw: &'a [(Vec<u8>, Vec<u8>)],
+    memo: Memo,
 }
 
 /// Where the `)` closing a token that starts at `b[0]` (after its `(`) is, nesting counted.
@@ -92,16 +96,26 @@ impl Files<'_> {
             if let Some(t) = token {
                 if let Some(close) = closing(&rest[t.len()..]) {
                     let name = &rest[t.len()..t.len() + close];
-                    let value = match (name, this) {
-                        (b".", Some(own)) => Some(own.to_vec()),
-                        _ => self.content(name, depth),
-                    };
-                    if let Some(v) = value {
+                    let key = (t.to_vec(), name.to_vec());
+                    let memo = (name != b".")
+                        .then(|| self.memo.borrow().get(&key).cloned())
+                        .flatten();
+                    let value = memo.or_else(|| {
+                        let v = match (name, this) {
+                            (b".", Some(own)) => Some(own.to_vec()),
+                            _ => self.content(name, depth),
+                        }?;
                         let s = match t {
                             b"@hex(" => Digest::of(&v).hex().to_owned(),
                             b"@size(" => v.len().to_string(),
                             _ => diff_hex(&v),
                         };
+                        if name != b"." {
+                            self.memo.borrow_mut().insert(key, s.clone());
+                        }
+                        Some(s)
+                    });
+                    if let Some(s) = value {
                         out.extend_from_slice(s.as_bytes());
                         i += t.len() + close + 1;
                         continue;
@@ -125,7 +139,10 @@ fn diff_hex(blob: &[u8]) -> String {
 
 fn build(data: &[u8]) -> Vec<u8> {
     let raw = sections(data);
-    let files = Files { raw: &raw };
+    let files = Files {
+        raw: &raw,
+        memo: RefCell::default(),
+    };
     let mut b = tar::Builder::new(Vec::new());
     for (name, content) in &raw {
         let content = files.expand(content, 0, None);

@@ -343,3 +343,28 @@ impl Applier<'_> {
         metadata_at(self.dirs.cur(), base, e, rel, ids, None, true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn in_user_namespace_agrees_with_the_namespace_inode() {
+        // Independent of the uid map: the initial user namespace has a fixed inode number
+        // (the kernel's PROC_USER_INIT_INO).
+        const INIT_USER_NS: u64 = 0xEFFF_FFFD;
+        let me = std::fs::metadata("/proc/self/ns/user").expect("stat /proc/self/ns/user");
+        assert_eq!(in_user_namespace(), me.ino() != INIT_USER_NS);
+    }
+
+    #[test]
+    fn xattr_result_ignores_only_unsupported_and_refused() {
+        assert!(xattr_result(Ok(()), b"f").is_ok());
+        assert!(xattr_result(Err(Errno::NOTSUP), b"f").is_ok());
+        assert!(xattr_result(Err(Errno::PERM), b"f").is_ok());
+        let e = xattr_result(Err(Errno::TOOBIG), b"f").unwrap_err();
+        assert_eq!(e.to_string(), "setxattr \"f\"");
+        assert_eq!(e.raw_os_error(), Some(Errno::TOOBIG.raw_os_error()));
+    }
+}
