@@ -107,7 +107,9 @@ start_plugin() {
   local name=$1
   RUST_LOG=${RUST_LOG:-strata_docker=debug,strata=info} "${PLUGIN_CMD[@]}" "$name" >>"$W/plugin.log" 2>&1 &
   PLUGIN_PID=$!
-  if ! wait_for 20 test -S "/run/docker/plugins/$name.sock"; then
+  # Up to a minute: in the emulated guest (scripts/vm-test) on a loaded host, the first start
+  # reads the binary over 9p and took more than 20 s once.
+  if ! wait_for "${PLUGIN_START_TIMEOUT:-60}" test -S "/run/docker/plugins/$name.sock"; then
     echo "the plugin did not create its socket; log:" >&2
     tail -n 20 "$W/plugin.log" >&2
     return 1
