@@ -991,7 +991,7 @@ fn libc_eperm() -> i32 {
 
 #[test]
 fn apply_in_a_plain_directory_of_another_group_sets_the_entry_group() {
-    if !root_or_skip("apply_in_a_plain_directory_of_another_group_sets_the_entry_group") {
+    if !require_root("apply_in_a_plain_directory_of_another_group_sets_the_entry_group") {
         return;
     }
     // A directory owned by group 50 without S_ISGID: new entries get our gid (0), not the
@@ -1019,7 +1019,7 @@ fn apply_in_a_plain_directory_of_another_group_sets_the_entry_group() {
 
 #[test]
 fn apply_xattr_the_filesystem_refuses_for_size_is_an_error() {
-    if !root_or_skip("apply_xattr_the_filesystem_refuses_for_size_is_an_error") {
+    if !require_root("apply_xattr_the_filesystem_refuses_for_size_is_an_error") {
         return;
     }
     // Over the kernel's 64 KiB value limit: E2BIG is a real failure (only ENOTSUP and EPERM,
@@ -1062,7 +1062,7 @@ fn apply_devices_are_skipped_in_a_user_namespace() {
         assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"x");
         return;
     }
-    if !root_or_skip(NAME) {
+    if !require_root(NAME) {
         return;
     }
     let out = Command::new("unshare")
@@ -1086,7 +1086,7 @@ fn apply_devices_are_skipped_in_a_user_namespace() {
 
 #[test]
 fn apply_hardlink_entry_metadata_lands_on_the_shared_inode() {
-    if !root_or_skip("apply_hardlink_entry_metadata_lands_on_the_shared_inode") {
+    if !require_root("apply_hardlink_entry_metadata_lands_on_the_shared_inode") {
         return;
     }
     // As moby: the link entry's owner, mode and times are applied to the inode both names
@@ -1116,7 +1116,7 @@ fn apply_hardlink_entry_metadata_lands_on_the_shared_inode() {
 
 #[test]
 fn apply_in_a_setgid_directory_modes_are_exact() {
-    if !root_or_skip("apply_in_a_setgid_directory_modes_are_exact") {
+    if !require_root("apply_in_a_setgid_directory_modes_are_exact") {
         return;
     }
     // In a setgid directory a new entry gets the directory's group, so no chown is needed for
@@ -1168,7 +1168,7 @@ impl std::io::Read for SpawningReader<'_> {
 
 #[test]
 fn apply_fds_are_not_inherited_by_processes_started_meanwhile() {
-    if !root_or_skip("apply_fds_are_not_inherited_by_processes_started_meanwhile") {
+    if !require_root("apply_fds_are_not_inherited_by_processes_started_meanwhile") {
         return;
     }
     // Another thread of the plugin may start a process while a layer is being applied: none
@@ -1197,7 +1197,7 @@ fn apply_fds_are_not_inherited_by_processes_started_meanwhile() {
 
 #[test]
 fn apply_sparse_fragment_larger_than_a_read_buffer_lands_whole() {
-    if !root_or_skip("apply_sparse_fragment_larger_than_a_read_buffer_lands_whole")
+    if !require_root("apply_sparse_fragment_larger_than_a_read_buffer_lands_whole")
         || !gnu_tar_available()
     {
         return;
