@@ -78,29 +78,8 @@ C() { "$CTR" --address "$W/c.sock" --namespace "$NS" "$@"; }
 # ctr on the snapshotter under test.
 CS() { C snapshots --snapshotter "$SNAP" "$@"; }
 
-# Mount points at or below $1, one per line.
-mounts_under() {
-  awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo
-}
-
-wait_for() { # SECONDS COMMAND...: polls until COMMAND succeeds
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
-
-pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
-
-wait_exit() { # PID SECONDS
-  local deadline=$((SECONDS + $2))
-  while pid_alive "$1"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
+# shellcheck source=tests/e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 # spawn NAME LOG COMMAND...: starts COMMAND in the background, output appended to LOG. Its pid
 # goes to $W/NAME.pid and, once it exits, its exit status to $W/NAME.rc — through a small

@@ -39,28 +39,8 @@ e2e_build() {
 
 D() { DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" "$@"; }
 
-# Mount points at or below $1, one per line.
-mounts_under() {
-  awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo
-}
-
-wait_for() { # SECONDS COMMAND...: polls until COMMAND succeeds
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
-
-pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
-
-wait_exit() { # PID SECONDS
-  local deadline=$((SECONDS + $2))
-  while pid_alive "$1"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
+# shellcheck source=tests/e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 # start_dockerd DRIVER: a private dockerd on $W (data-root $W/root unless DATA_ROOT is set).
 DOCKERD_PID=
