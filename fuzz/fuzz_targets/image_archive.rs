@@ -192,6 +192,7 @@ impl LayerStore for MemStore {
         &self,
         id: &LayerId,
         _parent: Option<&LayerId>,
+        _fill: Option<&strata::FillGuard>,
         tar: &mut dyn Read,
     ) -> strata::Result<u64> {
         let n = std::io::copy(&mut tar.take(LAYER_CAP + 1), &mut std::io::sink()).map_err(
