@@ -55,16 +55,11 @@ pub fn run(d: &Driver, args: Args, out: Output) -> Result<Outcome> {
         ))
         .into());
     }
-    if !d.exists(&args.id) {
-        return Err(strata::Error::LayerNotFound {
-            id: args.id.to_string(),
-        })
-        .with_context(|| format!("apply to layer {}", args.id));
-    }
     if let Some(p) = args.parent.as_ref().filter(|p| !d.exists(p)) {
         return Err(strata::Error::LayerNotFound { id: p.to_string() })
             .with_context(|| format!("apply to layer {} against parent {p}", args.id));
     }
+    // A missing layer is exit 3 here (`parent` names it).
     let own_parent = super::parent_or_own(d, &args.id, None)?;
     let parent = args.parent.clone().or_else(|| own_parent.clone());
     let (input, total, name): (Box<dyn Read>, Option<u64>, String) = match args.file.as_deref() {
