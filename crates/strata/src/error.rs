@@ -99,7 +99,7 @@ pub enum Error {
         which_incomplete(id, incomplete)
     )]
     Incomplete {
-        /// What was refused (`mount`, `create`).
+        /// What was refused (`mount`, `create`, `export`, `compute changes of`, `size`).
         op: &'static str,
         /// The layer the operation was asked for.
         id: String,

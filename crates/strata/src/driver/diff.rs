@@ -15,8 +15,13 @@ use super::get_put::Held;
 use super::Driver;
 
 impl Driver {
-    fn native(&self, id: &LayerId, parent: Option<&LayerId>) -> Result<bool> {
+    /// Whether `op` can read `id`'s own `diff` directory (else it compares mounted trees).
+    /// Refuses a layer whose chain holds an incomplete layer, as mounting does: its tree (or the
+    /// lowers its changes are told apart against) is partial.
+    fn native(&self, op: &'static str, id: &LayerId, parent: Option<&LayerId>) -> Result<bool> {
         self.ensure_exists(id)?;
+        let chain = self.lowers(id)?;
+        self.refuse_incomplete(op, id, true, &chain)?;
         Ok(self.native_diff_ok() && self.is_parent(id, parent)?)
     }
 
@@ -52,7 +57,7 @@ impl Driver {
             id: id.to_string(),
             source,
         };
-        if self.native(id, parent)? {
+        if self.native("export", id, parent)? {
             return strata_archive::export(&self.layout.diff(id), out, &self.export_options())
                 .map_err(err);
         }
@@ -71,7 +76,7 @@ impl Driver {
             id: id.to_string(),
             source,
         };
-        if self.native(id, parent)? {
+        if self.native("compute changes of", id, parent)? {
             let lowers = self.lower_diff_dirs(id)?;
             return strata_archive::changes(&self.layout.diff(id), &lowers, self.whiteout_format())
                 .map_err(err);
@@ -90,7 +95,7 @@ impl Driver {
             id: id.to_string(),
             source,
         };
-        if self.native(id, parent)? {
+        if self.native("size", id, parent)? {
             return strata_archive::diff_size(&self.layout.diff(id)).map_err(err);
         }
         let (_held, root, parent_root) = self.mount_pair(id, parent)?;

@@ -64,6 +64,22 @@ fn assert_incomplete_then_repaired(d: &Driver, layer: &LayerId, children: &[&Lay
             "a layer built on it: {e:?}"
         );
     }
+    // Reading its changes is refused too, natively as through mounts: a partial tree would
+    // export as a layer that looks whole.
+    for l in std::iter::once(layer).chain(children.iter().copied()) {
+        let parent = d.parent(l).unwrap();
+        for p in [parent.as_ref(), Some(&id("other"))] {
+            let refused = |e: Error| {
+                assert!(
+                    matches!(&e, Error::Incomplete { incomplete, .. } if incomplete == layer.as_str()),
+                    "{l} against {p:?}: {e:?}"
+                )
+            };
+            refused(d.diff(l, p, std::io::sink()).unwrap_err());
+            refused(d.changes(l, p).unwrap_err());
+            refused(d.diff_size(l, p).unwrap_err());
+        }
+    }
     let e = d
         .create_read_write(&id("on-incomplete"), Some(layer), NONE)
         .unwrap_err();
