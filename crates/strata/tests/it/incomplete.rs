@@ -279,6 +279,9 @@ fn apply_killed_midway_leaves_layer_incomplete_and_repair_removes_it() {
     let killer = KillOnDrop(&mut child);
     let started = Instant::now();
     while !d.layout().diff(&l).join("first").exists() {
+        if let Some(status) = killer.0.try_wait().unwrap() {
+            panic!("the victim exited ({status}) before applying");
+        }
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the victim never applied"
