@@ -342,6 +342,10 @@ fn missing_lower_is_named(h: &TempHome) {
         );
     }
     std::fs::rename(&aside, &mid_dir).unwrap();
+    assert!(
+        !d.layout().merged(&id("top")).exists(),
+        "a failed mount leaves no mount point"
+    );
     // Removed (with its short link): only the link name is left to name it.
     let base_link = std::fs::read_to_string(d.layout().link_file(&id("base"))).unwrap();
     d.remove(&id("base")).unwrap();
