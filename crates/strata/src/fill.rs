@@ -308,6 +308,43 @@ mod tests {
         assert_eq!(state(&l, &id).unwrap(), FillState::None);
     }
 
+    /// Whether some process waits for a `flock` on the file with inode `ino` (a `->` line of
+    /// /proc/locks).
+    fn someone_waits_for(ino: u64) -> bool {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&format!(":{ino} ")))
+    }
+
+    #[test]
+    fn begin_that_waited_on_a_marker_removed_meanwhile_takes_a_fresh_one() {
+        let (_d, l) = layout();
+        let l = std::sync::Arc::new(l);
+        let id: LayerId = "abc".parse().unwrap();
+        let first = begin(&l, &id).unwrap();
+        let ino = std::fs::metadata(l.incomplete(&id)).unwrap().ino();
+        let (l2, id2) = (l.clone(), id.clone());
+        let t = std::thread::spawn(move || {
+            let g = begin(&l2, &id2).unwrap();
+            let held = std::fs::metadata(l2.incomplete(&id2)).map(|m| m.ino());
+            (g.was_incomplete(), held.ok(), g)
+        });
+        // The second filler is blocked on the first one's marker: the first finishes, so the
+        // lock it then gets is on a removed file.
+        while !someone_waits_for(ino) {
+            assert!(!t.is_finished(), "the second begin did not wait");
+            std::thread::yield_now();
+        }
+        first.finish().unwrap();
+        let (was_incomplete, on_disk, g) = t.join().unwrap();
+        assert!(!was_incomplete, "a finished fill is not an incomplete one");
+        assert!(on_disk.is_some(), "the second filler's marker is on disk");
+        assert_eq!(state(&l, &id).unwrap(), FillState::InProgress);
+        g.finish().unwrap();
+        assert_eq!(state(&l, &id).unwrap(), FillState::None);
+    }
+
     #[test]
     fn clear_stale_removes_a_marker_nobody_holds() {
         let (_d, l) = layout();

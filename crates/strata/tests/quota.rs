@@ -630,6 +630,11 @@ fn check_repair_releases_orphan_quota_record() {
     let report = d.check(false).unwrap();
     let kinds: Vec<&str> = report.problems.iter().map(|p| p.kind.as_str()).collect();
     assert_eq!(kinds, ["orphan-quota-record"]);
+    assert!(!report.problems[0].repaired);
+    assert!(
+        q.project_id(&id("gone")).unwrap().is_some(),
+        "check without repair releases nothing"
+    );
     assert!(d.check(true).unwrap().all_repaired());
     assert!(d.check(false).unwrap().is_clean());
     assert!(q.project_id(&id("gone")).unwrap().is_none());

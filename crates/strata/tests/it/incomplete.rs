@@ -380,6 +380,11 @@ fn marker_without_layer_and_leftover_marker_file_are_reported_and_repaired() {
     let mut kinds: Vec<&str> = r.problems.iter().map(|p| p.kind.as_str()).collect();
     kinds.sort();
     assert_eq!(kinds, ["incomplete-layer", "leftover-staging"], "{r:?}");
+    assert!(r.problems.iter().all(|p| !p.repaired), "{r:?}");
+    assert!(
+        d.layout().incomplete(&id("never")).exists(),
+        "check without repair removes nothing"
+    );
     assert!(r
         .problems
         .iter()
@@ -401,4 +406,44 @@ fn marker_without_layer_and_leftover_marker_file_are_reported_and_repaired() {
     d.get(&id("fresh"), "").unwrap();
     d.put(&id("fresh")).unwrap();
     g.finish().unwrap();
+}
+
+#[test]
+fn apply_under_a_fill_marker_lands_and_another_homes_marker_is_refused() {
+    if !require_root("apply_under_a_fill_marker_lands_and_another_homes_marker_is_refused") {
+        return;
+    }
+    let h = TempHome::new();
+    let elsewhere = TempHome::new();
+    let d = &h.driver;
+    let l = id("layer");
+    // As a load does: mark, create, apply under the mark, finish.
+    let fill = d.begin_fill(&l).unwrap();
+    d.create(&l, None, NONE).unwrap();
+    // The marker of a layer of the same name in another home does not mark this one.
+    let foreign = elsewhere.driver.begin_fill(&l).unwrap();
+    let e = d
+        .apply_diff_filling(&foreign, None, &files_tar(&[("f", "x")])[..])
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidOption { .. }) && e.to_string().contains("another home"),
+        "{e:?}"
+    );
+    assert_eq!(std::fs::read_dir(d.layout().diff(&l)).unwrap().count(), 0);
+    foreign.finish().unwrap();
+    d.apply_diff_filling(&fill, None, &files_tar(&[("f", "x")])[..])
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(d.layout().diff(&l).join("f")).unwrap(),
+        "x"
+    );
+    // Being filled: not a problem, and the marker stays until the filler finishes.
+    assert!(d.check(false).unwrap().is_clean());
+    assert!(d.layout().incomplete(&l).exists());
+    fill.finish().unwrap();
+    assert!(!d.layout().incomplete(&l).exists());
+    assert!(d.check(false).unwrap().is_clean());
+    let root = d.get(&l, "").unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "x");
+    d.put(&l).unwrap();
 }

@@ -102,7 +102,10 @@ fn check_repair_removes_layer_whose_parent_is_gone() {
     std::fs::remove_file(h.home().join("l").join(la)).unwrap();
     let r = d.check(false).unwrap();
     assert_eq!(kinds(&r), ["missing-parent"]);
+    assert!(!r.problems[0].repaired);
+    assert!(d.exists(&id("b")), "check without repair removes nothing");
     let r = d.check(true).unwrap();
+    assert_eq!(kinds(&r), ["missing-parent"]);
     assert!(r.all_repaired());
     assert!(!d.exists(&id("b")));
     assert!(d.check(false).unwrap().is_clean());
@@ -137,4 +140,26 @@ fn check_reports_stale_mount_count_and_repair_clears_it() {
     d.get(&id("b"), "").unwrap();
     d.put(&id("b")).unwrap();
     assert!(h.mounts().is_empty());
+}
+
+#[test]
+fn check_repair_leaves_what_it_cannot_fix_and_says_so() {
+    if !require_root("check_repair_leaves_what_it_cannot_fix_and_says_so") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    // Not a symlink: nothing says which layer it belonged to, so repair leaves it.
+    let stray = h.home().join("l/NOTALINKNOTALINKNOTALINK12");
+    std::fs::write(&stray, b"").unwrap();
+    for repair in [false, true] {
+        let r = d.check(repair).unwrap();
+        assert_eq!(kinds(&r), ["not-a-link"], "{r:?}");
+        assert!(!r.is_clean());
+        assert!(!r.all_repaired(), "repair {repair}: {r:?}");
+    }
+    assert!(stray.exists());
+    std::fs::remove_file(&stray).unwrap();
+    assert!(d.check(false).unwrap().is_clean());
 }
