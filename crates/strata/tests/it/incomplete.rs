@@ -447,3 +447,76 @@ fn apply_under_a_fill_marker_lands_and_another_homes_marker_is_refused() {
     assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "x");
     d.put(&l).unwrap();
 }
+
+/// The immutable flag on a directory (`chattr +i`) for as long as it lives: nothing in it can be
+/// removed, as on a failing disk.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(dir: std::path::PathBuf) -> Immutable {
+        let st = Command::new("chattr").arg("+i").arg(&dir).status().unwrap();
+        assert!(st.success(), "chattr +i {}", dir.display());
+        Immutable(dir)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn marker_that_cannot_be_removed_is_an_error_and_stays() {
+    if !require_root("marker_that_cannot_be_removed_is_an_error_and_stays") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("layer"), None, NONE).unwrap();
+    let fill = d.begin_fill(&id("layer")).unwrap();
+    drop(d.begin_fill(&id("never")).unwrap());
+    let never = d.layout().incomplete(&id("never"));
+    {
+        let _frozen = Immutable::set(d.layout().incomplete_dir());
+        // The filler finished, but its marker cannot go: it says so (the layer stays marked).
+        let e = fill.finish().unwrap_err();
+        assert!(e.to_string().contains("remove incomplete marker"), "{e}");
+        // Repair cannot remove the stale marker either, and does not claim it did.
+        let r = d.check(true).unwrap();
+        let p = r.problems.iter().find(|p| p.path == never).unwrap();
+        assert!(!p.repaired, "{r:?}");
+        assert!(never.exists());
+    }
+    let r = d.check(true).unwrap();
+    assert!(r.all_repaired(), "{r:?}");
+    assert!(!never.exists());
+    assert!(d.check(false).unwrap().is_clean());
+}
+
+#[test]
+fn marker_directory_missing_or_not_a_directory() {
+    if !require_root("marker_directory_missing_or_not_a_directory") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    d.create(&id("b"), Some(&id("a")), NONE).unwrap();
+    let dir = d.layout().incomplete_dir();
+    // Gone (removed by hand): no layer is marked.
+    std::fs::remove_dir(&dir).unwrap();
+    assert!(d.check(false).unwrap().is_clean());
+    d.get(&id("b"), "").unwrap();
+    d.put(&id("b")).unwrap();
+    // Not a directory: which layers are incomplete cannot be known, so nothing is claimed.
+    std::fs::write(&dir, b"").unwrap();
+    let e = d.check(false).unwrap_err();
+    assert!(e.to_string().contains("read directory"), "{e}");
+    let e = d.get(&id("b"), "").unwrap_err();
+    assert!(e.to_string().contains("read directory"), "{e}");
+    assert!(h.mounts().is_empty());
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    assert!(d.check(false).unwrap().is_clean());
+}
