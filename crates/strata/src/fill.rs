@@ -346,6 +346,16 @@ mod tests {
     }
 
     #[test]
+    fn finish_of_a_marker_removed_by_hand_succeeds() {
+        let (_d, l) = layout();
+        let id: LayerId = "abc".parse().unwrap();
+        let g = begin(&l, &id).unwrap();
+        std::fs::remove_file(l.incomplete(&id)).unwrap();
+        g.finish().unwrap();
+        assert_eq!(state(&l, &id).unwrap(), FillState::None);
+    }
+
+    #[test]
     fn clear_stale_removes_a_marker_nobody_holds() {
         let (_d, l) = layout();
         let id: LayerId = "abc".parse().unwrap();

@@ -520,3 +520,35 @@ fn marker_directory_missing_or_not_a_directory() {
     std::fs::create_dir(&dir).unwrap();
     assert!(d.check(false).unwrap().is_clean());
 }
+
+#[test]
+fn marker_that_cannot_be_opened_is_an_error() {
+    if !require_root("marker_that_cannot_be_opened_is_an_error") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    // A marker that is a symlink to itself (a damaged home): whether a fill of the layer is
+    // live or left it incomplete cannot be known, and nothing is assumed.
+    let loops = |l: &str| {
+        let m = d.layout().incomplete(&id(l));
+        std::os::unix::fs::symlink(m.file_name().unwrap(), &m).unwrap();
+        m
+    };
+    let (ma, mghost) = (loops("a"), loops("ghost"));
+    for e in [
+        d.begin_fill(&id("a")).unwrap_err(),
+        d.check(false).unwrap_err(),
+        d.get(&id("a"), "").unwrap_err(),
+        d.remove(&id("ghost")).unwrap_err(),
+    ] {
+        assert!(e.to_string().contains("open incomplete marker"), "{e}");
+    }
+    assert!(d.exists(&id("a")));
+    std::fs::remove_file(ma).unwrap();
+    std::fs::remove_file(mghost).unwrap();
+    assert!(d.check(false).unwrap().is_clean());
+    d.get(&id("a"), "").unwrap();
+    d.put(&id("a")).unwrap();
+}
