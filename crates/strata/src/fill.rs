@@ -346,6 +346,44 @@ mod tests {
     }
 
     #[test]
+    fn begin_that_waited_on_a_marker_replaced_meanwhile_waits_for_the_new_one() {
+        let (_d, l) = layout();
+        let l = std::sync::Arc::new(l);
+        let id: LayerId = "abc".parse().unwrap();
+        let first = begin(&l, &id).unwrap();
+        let old_ino = std::fs::metadata(l.incomplete(&id)).unwrap().ino();
+        let (l2, id2) = (l.clone(), id.clone());
+        let t = std::thread::spawn(move || {
+            let g = begin(&l2, &id2).unwrap();
+            (g.was_incomplete(), g)
+        });
+        while !someone_waits_for(old_ino) {
+            assert!(!t.is_finished(), "the second begin did not wait");
+            std::thread::yield_now();
+        }
+        // The first filler's marker is gone and a third filler's is in its place before the
+        // first lets go (the moment between a `finish`'s unlink and its unlock).
+        std::fs::remove_file(l.incomplete(&id)).unwrap();
+        let third = begin(&l, &id).unwrap();
+        let new_ino = std::fs::metadata(l.incomplete(&id)).unwrap().ino();
+        assert_ne!(new_ino, old_ino);
+        drop(first);
+        // The second filler's lock is on the removed file: it must wait for the third.
+        while !someone_waits_for(new_ino) {
+            assert!(
+                !t.is_finished(),
+                "the second filler went ahead while the third holds the marker"
+            );
+            std::thread::yield_now();
+        }
+        third.finish().unwrap();
+        let (was_incomplete, g) = t.join().unwrap();
+        assert!(!was_incomplete);
+        g.finish().unwrap();
+        assert_eq!(state(&l, &id).unwrap(), FillState::None);
+    }
+
+    #[test]
     fn finish_of_a_marker_removed_by_hand_succeeds() {
         let (_d, l) = layout();
         let id: LayerId = "abc".parse().unwrap();

@@ -552,3 +552,56 @@ fn marker_that_cannot_be_opened_is_an_error() {
     d.get(&id("a"), "").unwrap();
     d.put(&id("a")).unwrap();
 }
+
+/// Reads `tar`; before the first read, puts a directory where the mount count `count` is.
+struct BreaksCount {
+    tar: std::io::Cursor<Vec<u8>>,
+    count: std::path::PathBuf,
+    broken: bool,
+}
+
+impl Read for BreaksCount {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.broken {
+            self.broken = true;
+            std::fs::remove_file(&self.count)?;
+            std::fs::create_dir(&self.count)?;
+        }
+        self.tar.read(buf)
+    }
+}
+
+#[test]
+fn apply_through_a_mount_reports_a_failed_release() {
+    if !require_root("apply_through_a_mount_reports_a_failed_release") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    d.create(&id("b"), Some(&id("a")), NONE).unwrap();
+    let l = id("layer");
+    d.create(&l, Some(&id("b")), NONE).unwrap();
+    // Not the direct parent: applied through the layer's mount, which the apply takes and
+    // gives back. Its count becomes unreadable meanwhile, so giving it back fails: said, not
+    // swallowed, and the mount stays for whoever else may hold it.
+    let count = h.home().join(".strata/mounts/layer");
+    let tar = BreaksCount {
+        tar: std::io::Cursor::new(files_tar(&[("f", "x")])),
+        count: count.clone(),
+        broken: false,
+    };
+    let e = d.apply_diff(&l, Some(&id("a")), tar).unwrap_err();
+    assert!(e.to_string().contains("read mount count"), "{e}");
+    assert_eq!(h.mounts().len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(d.layout().diff(&l).join("f")).unwrap(),
+        "x",
+        "the apply itself completed"
+    );
+    std::fs::remove_dir(&count).unwrap();
+    std::fs::write(&count, "1").unwrap();
+    d.put(&l).unwrap();
+    assert!(h.mounts().is_empty());
+    assert!(d.check(false).unwrap().is_clean());
+}
