@@ -308,6 +308,91 @@ mod tests {
         assert_eq!(state(&l, &id).unwrap(), FillState::None);
     }
 
+    /// Whether some process waits for a `flock` on the file with inode `ino` (a `->` line of
+    /// /proc/locks).
+    fn someone_waits_for(ino: u64) -> bool {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&format!(":{ino} ")))
+    }
+
+    #[test]
+    fn begin_that_waited_on_a_marker_removed_meanwhile_takes_a_fresh_one() {
+        let (_d, l) = layout();
+        let l = std::sync::Arc::new(l);
+        let id: LayerId = "abc".parse().unwrap();
+        let first = begin(&l, &id).unwrap();
+        let ino = std::fs::metadata(l.incomplete(&id)).unwrap().ino();
+        let (l2, id2) = (l.clone(), id.clone());
+        let t = std::thread::spawn(move || {
+            let g = begin(&l2, &id2).unwrap();
+            let held = std::fs::metadata(l2.incomplete(&id2)).map(|m| m.ino());
+            (g.was_incomplete(), held.ok(), g)
+        });
+        // The second filler is blocked on the first one's marker: the first finishes, so the
+        // lock it then gets is on a removed file.
+        while !someone_waits_for(ino) {
+            assert!(!t.is_finished(), "the second begin did not wait");
+            std::thread::yield_now();
+        }
+        first.finish().unwrap();
+        let (was_incomplete, on_disk, g) = t.join().unwrap();
+        assert!(!was_incomplete, "a finished fill is not an incomplete one");
+        assert!(on_disk.is_some(), "the second filler's marker is on disk");
+        assert_eq!(state(&l, &id).unwrap(), FillState::InProgress);
+        g.finish().unwrap();
+        assert_eq!(state(&l, &id).unwrap(), FillState::None);
+    }
+
+    #[test]
+    fn begin_that_waited_on_a_marker_replaced_meanwhile_waits_for_the_new_one() {
+        let (_d, l) = layout();
+        let l = std::sync::Arc::new(l);
+        let id: LayerId = "abc".parse().unwrap();
+        let first = begin(&l, &id).unwrap();
+        let old_ino = std::fs::metadata(l.incomplete(&id)).unwrap().ino();
+        let (l2, id2) = (l.clone(), id.clone());
+        let t = std::thread::spawn(move || {
+            let g = begin(&l2, &id2).unwrap();
+            (g.was_incomplete(), g)
+        });
+        while !someone_waits_for(old_ino) {
+            assert!(!t.is_finished(), "the second begin did not wait");
+            std::thread::yield_now();
+        }
+        // The first filler's marker is gone and a third filler's is in its place before the
+        // first lets go (the moment between a `finish`'s unlink and its unlock).
+        std::fs::remove_file(l.incomplete(&id)).unwrap();
+        let third = begin(&l, &id).unwrap();
+        let new_ino = std::fs::metadata(l.incomplete(&id)).unwrap().ino();
+        assert_ne!(new_ino, old_ino);
+        drop(first);
+        // The second filler's lock is on the removed file: it must wait for the third.
+        while !someone_waits_for(new_ino) {
+            assert!(
+                !t.is_finished(),
+                "the second filler went ahead while the third holds the marker"
+            );
+            std::thread::yield_now();
+        }
+        third.finish().unwrap();
+        let (was_incomplete, g) = t.join().unwrap();
+        assert!(!was_incomplete);
+        g.finish().unwrap();
+        assert_eq!(state(&l, &id).unwrap(), FillState::None);
+    }
+
+    #[test]
+    fn finish_of_a_marker_removed_by_hand_succeeds() {
+        let (_d, l) = layout();
+        let id: LayerId = "abc".parse().unwrap();
+        let g = begin(&l, &id).unwrap();
+        std::fs::remove_file(l.incomplete(&id)).unwrap();
+        g.finish().unwrap();
+        assert_eq!(state(&l, &id).unwrap(), FillState::None);
+    }
+
     #[test]
     fn clear_stale_removes_a_marker_nobody_holds() {
         let (_d, l) = layout();

@@ -630,6 +630,11 @@ fn check_repair_releases_orphan_quota_record() {
     let report = d.check(false).unwrap();
     let kinds: Vec<&str> = report.problems.iter().map(|p| p.kind.as_str()).collect();
     assert_eq!(kinds, ["orphan-quota-record"]);
+    assert!(!report.problems[0].repaired);
+    assert!(
+        q.project_id(&id("gone")).unwrap().is_some(),
+        "check without repair releases nothing"
+    );
     assert!(d.check(true).unwrap().all_repaired());
     assert!(d.check(false).unwrap().is_clean());
     assert!(q.project_id(&id("gone")).unwrap().is_none());
@@ -663,4 +668,27 @@ fn apply_over_quota_leaves_layer_incomplete_and_repair_removes_it() {
         !d.layout().quota_record(&l).exists(),
         "the quota record went with the layer"
     );
+}
+
+/// A layer entry that is a symlink (a hostile or damaged home) is removed without following it:
+/// its removal releases no quota, not even that of the directory it points to.
+#[test]
+fn remove_of_a_symlink_entry_releases_no_quota() {
+    let test = "remove_of_a_symlink_entry_releases_no_quota";
+    let Some(fs) = loop_fs(test, Kind::Xfs) else {
+        return;
+    };
+    let home = fs.home();
+    let d = Driver::open(&home, Options::default()).unwrap();
+    d.create_read_write(&id("real"), None, &size_opts(10 * MIB))
+        .unwrap();
+    std::os::unix::fs::symlink(home.join("real"), home.join("evil")).unwrap();
+    d.remove(&id("evil")).unwrap();
+    assert!(std::fs::symlink_metadata(home.join("evil")).is_err());
+    let q = QuotaControl::probe(&home).unwrap();
+    let u = q.usage(&id("real"), &home.join("real")).unwrap().unwrap();
+    assert_eq!(u.size_limit, 10 * MIB, "the real layer keeps its limit");
+    assert!(q.project_id(&id("real")).unwrap().is_some());
+    d.remove(&id("real")).unwrap();
+    assert_eq!(q.records().unwrap(), vec![]);
 }

@@ -61,6 +61,10 @@ fn create_remove_killed_midway_leaves_whole_layers_only() {
         let started = std::time::Instant::now();
         let before = h.driver.list().unwrap().len();
         while h.driver.list().unwrap().len() <= before {
+            // A victim that failed (a broken store) says so now, not after the wait.
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("round {round}: the victim exited ({status}) before creating a layer");
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(120),
                 "the victim never created a layer"

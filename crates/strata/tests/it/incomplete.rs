@@ -295,6 +295,9 @@ fn apply_killed_midway_leaves_layer_incomplete_and_repair_removes_it() {
     let killer = KillOnDrop(&mut child);
     let started = Instant::now();
     while !d.layout().diff(&l).join("first").exists() {
+        if let Some(status) = killer.0.try_wait().unwrap() {
+            panic!("the victim exited ({status}) before applying");
+        }
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the victim never applied"
@@ -355,6 +358,10 @@ fn missing_lower_is_named(h: &TempHome) {
         );
     }
     std::fs::rename(&aside, &mid_dir).unwrap();
+    assert!(
+        !d.layout().merged(&id("top")).exists(),
+        "a failed mount leaves no mount point"
+    );
     // Removed (with its short link): only the link name is left to name it.
     let base_link = std::fs::read_to_string(d.layout().link_file(&id("base"))).unwrap();
     d.remove(&id("base")).unwrap();
@@ -389,6 +396,11 @@ fn marker_without_layer_and_leftover_marker_file_are_reported_and_repaired() {
     let mut kinds: Vec<&str> = r.problems.iter().map(|p| p.kind.as_str()).collect();
     kinds.sort();
     assert_eq!(kinds, ["incomplete-layer", "leftover-staging"], "{r:?}");
+    assert!(r.problems.iter().all(|p| !p.repaired), "{r:?}");
+    assert!(
+        d.layout().incomplete(&id("never")).exists(),
+        "check without repair removes nothing"
+    );
     assert!(r
         .problems
         .iter()
@@ -410,4 +422,202 @@ fn marker_without_layer_and_leftover_marker_file_are_reported_and_repaired() {
     d.get(&id("fresh"), "").unwrap();
     d.put(&id("fresh")).unwrap();
     g.finish().unwrap();
+}
+
+#[test]
+fn apply_under_a_fill_marker_lands_and_another_homes_marker_is_refused() {
+    if !require_root("apply_under_a_fill_marker_lands_and_another_homes_marker_is_refused") {
+        return;
+    }
+    let h = TempHome::new();
+    let elsewhere = TempHome::new();
+    let d = &h.driver;
+    let l = id("layer");
+    // As a load does: mark, create, apply under the mark, finish.
+    let fill = d.begin_fill(&l).unwrap();
+    d.create(&l, None, NONE).unwrap();
+    // The marker of a layer of the same name in another home does not mark this one.
+    let foreign = elsewhere.driver.begin_fill(&l).unwrap();
+    let e = d
+        .apply_diff_filling(&foreign, None, &files_tar(&[("f", "x")])[..])
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidOption { .. }) && e.to_string().contains("another home"),
+        "{e:?}"
+    );
+    assert_eq!(std::fs::read_dir(d.layout().diff(&l)).unwrap().count(), 0);
+    foreign.finish().unwrap();
+    d.apply_diff_filling(&fill, None, &files_tar(&[("f", "x")])[..])
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(d.layout().diff(&l).join("f")).unwrap(),
+        "x"
+    );
+    // Being filled: not a problem, and the marker stays until the filler finishes.
+    assert!(d.check(false).unwrap().is_clean());
+    assert!(d.layout().incomplete(&l).exists());
+    fill.finish().unwrap();
+    assert!(!d.layout().incomplete(&l).exists());
+    assert!(d.check(false).unwrap().is_clean());
+    let root = d.get(&l, "").unwrap();
+    assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "x");
+    d.put(&l).unwrap();
+}
+
+/// The immutable flag on a directory (`chattr +i`) for as long as it lives: nothing in it can be
+/// removed, as on a failing disk.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(dir: std::path::PathBuf) -> Immutable {
+        let st = Command::new("chattr").arg("+i").arg(&dir).status().unwrap();
+        assert!(st.success(), "chattr +i {}", dir.display());
+        Immutable(dir)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn marker_that_cannot_be_removed_is_an_error_and_stays() {
+    if !require_root("marker_that_cannot_be_removed_is_an_error_and_stays") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("layer"), None, NONE).unwrap();
+    let fill = d.begin_fill(&id("layer")).unwrap();
+    drop(d.begin_fill(&id("never")).unwrap());
+    let never = d.layout().incomplete(&id("never"));
+    {
+        let _frozen = Immutable::set(d.layout().incomplete_dir());
+        // The filler finished, but its marker cannot go: it says so (the layer stays marked).
+        let e = fill.finish().unwrap_err();
+        assert!(e.to_string().contains("remove incomplete marker"), "{e}");
+        // Repair cannot remove the stale marker either, and does not claim it did.
+        let r = d.check(true).unwrap();
+        let p = r.problems.iter().find(|p| p.path == never).unwrap();
+        assert!(!p.repaired, "{r:?}");
+        assert!(never.exists());
+    }
+    let r = d.check(true).unwrap();
+    assert!(r.all_repaired(), "{r:?}");
+    assert!(!never.exists());
+    assert!(d.check(false).unwrap().is_clean());
+}
+
+#[test]
+fn marker_directory_missing_or_not_a_directory() {
+    if !require_root("marker_directory_missing_or_not_a_directory") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    d.create(&id("b"), Some(&id("a")), NONE).unwrap();
+    let dir = d.layout().incomplete_dir();
+    // Gone (removed by hand): no layer is marked.
+    std::fs::remove_dir(&dir).unwrap();
+    assert!(d.check(false).unwrap().is_clean());
+    d.get(&id("b"), "").unwrap();
+    d.put(&id("b")).unwrap();
+    // Not a directory: which layers are incomplete cannot be known, so nothing is claimed.
+    std::fs::write(&dir, b"").unwrap();
+    let e = d.check(false).unwrap_err();
+    assert!(e.to_string().contains("read directory"), "{e}");
+    let e = d.get(&id("b"), "").unwrap_err();
+    assert!(e.to_string().contains("read directory"), "{e}");
+    assert!(h.mounts().is_empty());
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    assert!(d.check(false).unwrap().is_clean());
+}
+
+#[test]
+fn marker_that_cannot_be_opened_is_an_error() {
+    if !require_root("marker_that_cannot_be_opened_is_an_error") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    // A marker that is a symlink to itself (a damaged home): whether a fill of the layer is
+    // live or left it incomplete cannot be known, and nothing is assumed.
+    let loops = |l: &str| {
+        let m = d.layout().incomplete(&id(l));
+        std::os::unix::fs::symlink(m.file_name().unwrap(), &m).unwrap();
+        m
+    };
+    let (ma, mghost) = (loops("a"), loops("ghost"));
+    for e in [
+        d.begin_fill(&id("a")).unwrap_err(),
+        d.check(false).unwrap_err(),
+        d.get(&id("a"), "").unwrap_err(),
+        d.remove(&id("ghost")).unwrap_err(),
+    ] {
+        assert!(e.to_string().contains("open incomplete marker"), "{e}");
+    }
+    assert!(d.exists(&id("a")));
+    std::fs::remove_file(ma).unwrap();
+    std::fs::remove_file(mghost).unwrap();
+    assert!(d.check(false).unwrap().is_clean());
+    d.get(&id("a"), "").unwrap();
+    d.put(&id("a")).unwrap();
+}
+
+/// Reads `tar`; before the first read, puts a directory where the mount count `count` is.
+struct BreaksCount {
+    tar: std::io::Cursor<Vec<u8>>,
+    count: std::path::PathBuf,
+    broken: bool,
+}
+
+impl Read for BreaksCount {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.broken {
+            self.broken = true;
+            std::fs::remove_file(&self.count)?;
+            std::fs::create_dir(&self.count)?;
+        }
+        self.tar.read(buf)
+    }
+}
+
+#[test]
+fn apply_through_a_mount_reports_a_failed_release() {
+    if !require_root("apply_through_a_mount_reports_a_failed_release") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    d.create(&id("b"), Some(&id("a")), NONE).unwrap();
+    let l = id("layer");
+    d.create(&l, Some(&id("b")), NONE).unwrap();
+    // Not the direct parent: applied through the layer's mount, which the apply takes and
+    // gives back. Its count becomes unreadable meanwhile, so giving it back fails: said, not
+    // swallowed, and the mount stays for whoever else may hold it.
+    let count = h.home().join(".strata/mounts/layer");
+    let tar = BreaksCount {
+        tar: std::io::Cursor::new(files_tar(&[("f", "x")])),
+        count: count.clone(),
+        broken: false,
+    };
+    let e = d.apply_diff(&l, Some(&id("a")), tar).unwrap_err();
+    assert!(e.to_string().contains("read mount count"), "{e}");
+    assert_eq!(h.mounts().len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(d.layout().diff(&l).join("f")).unwrap(),
+        "x",
+        "the apply itself completed"
+    );
+    std::fs::remove_dir(&count).unwrap();
+    std::fs::write(&count, "1").unwrap();
+    d.put(&l).unwrap();
+    assert!(h.mounts().is_empty());
+    assert!(d.check(false).unwrap().is_clean());
 }

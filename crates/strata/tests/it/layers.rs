@@ -110,6 +110,12 @@ fn create_existing_or_missing_parent_is_refused() {
         d.create(&id("x"), None, NONE),
         Err(Error::LayerExists { .. })
     ));
+    let e = d.create(&id("s"), Some(&id("s")), NONE).unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidId { reason, .. } if reason.contains("own parent")),
+        "{e:?}"
+    );
+    assert!(!d.exists(&id("s")));
     let e = d.create(&id("y"), Some(&id("nope")), NONE).unwrap_err();
     assert!(e.is_not_found(), "{e}");
     assert!(!d.exists(&id("y")));
@@ -173,8 +179,15 @@ fn create_chain_beyond_limit_is_refused() {
                 parent = Some(l);
             }
             Err(e) => {
-                assert!(matches!(e, Error::ChainTooLong { .. }), "{e}");
-                assert!(e.to_string().contains("chain would hold"), "{e}");
+                assert!(
+                    matches!(e, Error::ChainTooLong { depth, .. } if depth == made + 1),
+                    "{e:?}"
+                );
+                assert!(
+                    e.to_string()
+                        .contains(&format!("chain would hold {} layers", made + 1)),
+                    "{e}"
+                );
                 break;
             }
         }
@@ -213,6 +226,10 @@ fn create_chain_beyond_legacy_page_limit_is_refused() {
     assert!(
         err.to_string().contains("legacy mount(2) within one page"),
         "{err}"
+    );
+    assert!(
+        matches!(err, Error::ChainTooLong { depth, .. } if depth == made + 1),
+        "{err:?}"
     );
     assert!(made >= 128, "legacy limit {made} below Docker's 128");
     // The deepest chain allowed really mounts, read-write and read-only.
@@ -382,4 +399,62 @@ fn parent_reads_direct_parent() {
     assert_eq!(d.parent(&id("a")).unwrap(), None);
     assert_eq!(d.parent(&id("c")).unwrap(), Some(id("b")));
     assert!(d.parent(&id("zz")).unwrap_err().is_not_found());
+}
+
+#[test]
+fn dependents_are_the_descendants_only() {
+    if !require_root("dependents_are_the_descendants_only") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    d.create(&id("b"), Some(&id("a")), NONE).unwrap();
+    d.create_read_write(&id("c"), Some(&id("b")), NONE).unwrap();
+    d.create(&id("other"), None, NONE).unwrap();
+    d.create(&id("sibling"), Some(&id("other")), NONE).unwrap();
+    assert_eq!(d.dependents(&id("a")).unwrap(), [id("b"), id("c")]);
+    assert_eq!(d.dependents(&id("b")).unwrap(), [id("c")]);
+    assert_eq!(d.dependents(&id("c")).unwrap(), Vec::<LayerId>::new());
+    assert_eq!(d.dependents(&id("other")).unwrap(), [id("sibling")]);
+    assert!(d.dependents(&id("zz")).unwrap_err().is_not_found());
+}
+
+#[test]
+fn remove_deletes_only_its_own_short_link() {
+    if !require_root("remove_deletes_only_its_own_short_link") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    let home = h.home().to_owned();
+    d.create(&id("a"), None, NONE).unwrap();
+    d.create(&id("b"), None, NONE).unwrap();
+    let la = std::fs::read_to_string(home.join("a/link")).unwrap();
+    let lb = std::fs::read_to_string(home.join("b/link")).unwrap();
+    // Its own link goes with the layer.
+    d.remove(&id("b")).unwrap();
+    assert!(std::fs::symlink_metadata(home.join("l").join(&lb)).is_err());
+    // A foreign tool made c's link file name a's short link: removing c leaves a's link.
+    d.create(&id("c"), None, NONE).unwrap();
+    let lc = std::fs::read_to_string(home.join("c/link")).unwrap();
+    std::fs::write(home.join("c/link"), &la).unwrap();
+    d.remove(&id("c")).unwrap();
+    assert_eq!(
+        std::fs::read_link(home.join("l").join(&la)).unwrap(),
+        std::path::Path::new("../a/diff"),
+        "another layer's short link stays"
+    );
+    // (c's own short link dangles now; check reports and repairs it.)
+    std::fs::remove_file(home.join("l").join(&lc)).unwrap();
+    // A link file naming a dangling short link of a layer long gone: the link goes too.
+    d.create(&id("e"), None, NONE).unwrap();
+    let le = std::fs::read_to_string(home.join("e/link")).unwrap();
+    std::fs::remove_file(home.join("l").join(&le)).unwrap();
+    std::os::unix::fs::symlink("../gone/diff", home.join("l").join(&le)).unwrap();
+    d.remove(&id("e")).unwrap();
+    assert!(std::fs::symlink_metadata(home.join("l").join(&le)).is_err());
+    assert!(d.check(false).unwrap().is_clean());
+    d.get(&id("a"), "").unwrap();
+    d.put(&id("a")).unwrap();
 }

@@ -151,6 +151,19 @@ fn cleanup_unmounts_everything() {
     assert_eq!(h.mounts().len(), 2);
     h.driver.cleanup().unwrap();
     assert!(h.mounts().is_empty());
+    for l in ["top", "top2"] {
+        assert!(
+            !h.home().join(l).join("merged").exists(),
+            "cleanup removed {l}'s mount point"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(h.home().join(".strata/mounts"))
+            .unwrap()
+            .count(),
+        0,
+        "cleanup forgot every count"
+    );
     // After cleanup the counts are gone: one get, one put.
     h.driver.get(&top, "").unwrap();
     h.driver.put(&top).unwrap();
@@ -165,4 +178,76 @@ fn get_missing_layer_is_not_found() {
     let h = TempHome::new();
     let e = h.driver.get(&id("ghost"), "").unwrap_err();
     assert!(e.is_not_found(), "{e}");
+}
+
+#[test]
+fn unreadable_count_is_an_error_and_the_mount_stays() {
+    if !require_root("unreadable_count_is_an_error_and_the_mount_stays") {
+        return;
+    }
+    let h = TempHome::new();
+    let top = two_layers(&h.driver);
+    h.driver.get(&top, "").unwrap();
+    h.driver.get(&top, "").unwrap();
+    // The count of a layer two holders use cannot be read (a directory stands there). Taking
+    // it for 0 would let this put unmount the layer under both holders.
+    let count = h.home().join(".strata/mounts/top");
+    std::fs::remove_file(&count).unwrap();
+    std::fs::create_dir(&count).unwrap();
+    let e = h.driver.put(&top).unwrap_err();
+    assert!(e.to_string().contains("read mount count"), "{e}");
+    assert_eq!(h.mounts().len(), 1, "still mounted for its holders");
+    let e = h.driver.get(&top, "").unwrap_err();
+    assert!(e.to_string().contains("read mount count"), "{e}");
+    assert_eq!(h.mounts().len(), 1);
+    std::fs::remove_dir(&count).unwrap();
+    std::fs::write(&count, "2").unwrap();
+    h.driver.put(&top).unwrap();
+    assert_eq!(h.mounts().len(), 1);
+    h.driver.put(&top).unwrap();
+    assert!(h.mounts().is_empty());
+}
+
+#[test]
+fn get_whose_count_cannot_be_written_leaves_nothing_mounted() {
+    if !require_root("get_whose_count_cannot_be_written_leaves_nothing_mounted") {
+        return;
+    }
+    let h = TempHome::new();
+    let top = two_layers(&h.driver);
+    // The new count cannot be written (as on a full disk): a directory stands where it is
+    // written first.
+    let tmp = h.home().join(".strata/mounts/.top.tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let e = h.driver.get(&top, "").unwrap_err();
+    assert!(e.to_string().contains("write mount count"), "{e}");
+    assert!(h.mounts().is_empty(), "the mount was taken back");
+    assert!(!h.home().join("top/merged").exists(), "and its mount point");
+    assert!(!h.home().join(".strata/mounts/top").exists());
+    std::fs::remove_dir(&tmp).unwrap();
+    let root = h.driver.get(&top, "").unwrap();
+    std::fs::write(root.join("f"), b"").unwrap();
+    h.driver.put(&top).unwrap();
+    assert!(h.mounts().is_empty());
+}
+
+#[test]
+fn remove_of_a_mounted_layer_forgets_its_count() {
+    if !require_root("remove_of_a_mounted_layer_forgets_its_count") {
+        return;
+    }
+    let h = TempHome::new();
+    let top = two_layers(&h.driver);
+    h.driver.get(&top, "").unwrap();
+    h.driver.get(&top, "").unwrap();
+    assert!(h.home().join(".strata/mounts/top").exists());
+    h.driver.remove(&top).unwrap();
+    assert!(h.mounts().is_empty());
+    assert_eq!(
+        std::fs::read_dir(h.home().join(".strata/mounts"))
+            .unwrap()
+            .count(),
+        0,
+        "no count outlives its layer"
+    );
 }

@@ -77,6 +77,10 @@ fn check_repair_fixes_links_staging_and_mounts() {
         "link id recovered"
     );
     assert!(h.mounts().is_empty());
+    assert!(
+        !home.join("c/merged").exists(),
+        "the unreferenced mount's mount point went with it"
+    );
     // The repaired chain mounts and shows the base.
     let root = d.get(&id("c"), "").unwrap();
     std::fs::write(root.join("f"), b"").unwrap();
@@ -98,8 +102,64 @@ fn check_repair_removes_layer_whose_parent_is_gone() {
     std::fs::remove_file(h.home().join("l").join(la)).unwrap();
     let r = d.check(false).unwrap();
     assert_eq!(kinds(&r), ["missing-parent"]);
+    assert!(!r.problems[0].repaired);
+    assert!(d.exists(&id("b")), "check without repair removes nothing");
     let r = d.check(true).unwrap();
+    assert_eq!(kinds(&r), ["missing-parent"]);
     assert!(r.all_repaired());
     assert!(!d.exists(&id("b")));
+    assert!(d.check(false).unwrap().is_clean());
+}
+
+#[test]
+fn check_reports_stale_mount_count_and_repair_clears_it() {
+    if !require_root("check_reports_stale_mount_count_and_repair_clears_it") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    d.create_read_write(&id("b"), Some(&id("a")), NONE).unwrap();
+    let merged = d.get(&id("b"), "").unwrap();
+    d.get(&id("b"), "").unwrap();
+    // Unmounted behind the store's back (or the machine rebooted): the count of 2 is stale.
+    rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH).unwrap();
+    let count = h.home().join(".strata/mounts/b");
+    let r = d.check(false).unwrap();
+    assert_eq!(kinds(&r), ["stale-mount-count"], "{r:?}");
+    assert_eq!(r.problems[0].path, count);
+    assert!(r.problems[0].detail.contains("count of 2"), "{r:?}");
+    assert!(!r.problems[0].repaired);
+    assert!(count.exists(), "check without repair changes nothing");
+    let r = d.check(true).unwrap();
+    assert_eq!(kinds(&r), ["stale-mount-count"]);
+    assert!(r.all_repaired(), "{r:?}");
+    assert!(!count.exists());
+    assert!(d.check(false).unwrap().is_clean());
+    // One get, one put from the clean count.
+    d.get(&id("b"), "").unwrap();
+    d.put(&id("b")).unwrap();
+    assert!(h.mounts().is_empty());
+}
+
+#[test]
+fn check_repair_leaves_what_it_cannot_fix_and_says_so() {
+    if !require_root("check_repair_leaves_what_it_cannot_fix_and_says_so") {
+        return;
+    }
+    let h = TempHome::new();
+    let d = &h.driver;
+    d.create(&id("a"), None, NONE).unwrap();
+    // Not a symlink: nothing says which layer it belonged to, so repair leaves it.
+    let stray = h.home().join("l/NOTALINKNOTALINKNOTALINK12");
+    std::fs::write(&stray, b"").unwrap();
+    for repair in [false, true] {
+        let r = d.check(repair).unwrap();
+        assert_eq!(kinds(&r), ["not-a-link"], "{r:?}");
+        assert!(!r.is_clean());
+        assert!(!r.all_repaired(), "repair {repair}: {r:?}");
+    }
+    assert!(stray.exists());
+    std::fs::remove_file(&stray).unwrap();
     assert!(d.check(false).unwrap().is_clean());
 }
