@@ -1242,3 +1242,48 @@ fn apply_sparse_fragment_larger_than_a_read_buffer_lands_whole() {
         );
     }
 }
+
+/// A filesystem that refuses device nodes (a fresh devpts instance has no `mknod`: EPERM) makes
+/// a device entry an error, as it makes a fifo one; only inside a user namespace, where no
+/// device can be made, is a device skipped (as moby does).
+#[test]
+fn apply_device_refused_by_the_filesystem_is_an_error_outside_a_user_namespace() {
+    if !require_root("apply_device_refused_by_the_filesystem_is_an_error_outside_a_user_namespace")
+    {
+        return;
+    }
+    const INIT_USER_NS: u64 = 0xEFFF_FFFD;
+    let in_user_ns = std::fs::metadata("/proc/self/ns/user").unwrap().ino() != INIT_USER_NS;
+    let t = tempfile::tempdir().unwrap();
+    let at = t.path().join("pts");
+    std::fs::create_dir(&at).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "devpts", "-o", "newinstance", "devpts"])
+        .arg(&at)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount devpts");
+    let _unmount = crate::common::Mount { path: at.clone() };
+    for (name, flag, skipped) in [
+        ("c", b'3', in_user_ns),
+        ("b", b'4', in_user_ns),
+        ("f", b'6', false),
+    ] {
+        let tar = Tar::new()
+            .entry(h(name, flag).mode(0o644).dev(1, 3), b"")
+            .end();
+        let r = apply(&tar[..], &at, &ApplyOptions::default());
+        if skipped {
+            r.unwrap();
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(e.to_string(), format!("mknod \"{name}\""));
+            assert_eq!(
+                e.raw_os_error(),
+                Some(rustix::io::Errno::PERM.raw_os_error()),
+                "{e:?}"
+            );
+        }
+        assert!(std::fs::symlink_metadata(at.join(name)).is_err());
+    }
+}

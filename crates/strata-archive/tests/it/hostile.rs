@@ -355,6 +355,31 @@ case!(apply_hardlink_dotdot_is_escape, |home| {
     );
 });
 
+case!(
+    apply_hardlink_below_a_non_directory_is_a_resolve_error,
+    |home| {
+        // The target's directory is looked up as a directory (`O_PATH | O_DIRECTORY`): a file or
+        // a fifo there is ENOTDIR, and the fifo is never opened (which would block).
+        for (parent, tar) in [
+            ("f", Tar::new().file("f", b"x")),
+            ("p", Tar::new().entry(h("p", b'6').mode(0o644), b"")),
+        ] {
+            let tar = tar.hardlink("h", &format!("{parent}/x")).end();
+            let e = home.apply(&tar).unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    Error::Resolve { what: "the directory of a hardlink's target", path, .. }
+                        if path == parent
+                ),
+                "{e:?}"
+            );
+            assert_eq!(errno(&e), rustix::io::Errno::NOTDIR.raw_os_error());
+            std::fs::remove_file(home.target().join(parent)).unwrap();
+        }
+    }
+);
+
 case!(apply_hardlink_absolute_host_path_resolves_inside, |home| {
     let t = format!("{}/canary", home.home_str());
     let e = home.apply(&Tar::new().hardlink("h", &t).end()).unwrap_err();
