@@ -756,6 +756,210 @@ mod tests {
         assert_eq!(checked, tar.len() + 1);
     }
 
+    /// A source that hands out at most `chunk` bytes a read and is interrupted before every
+    /// read; where the data ends it fails once with `fail` (when given), then reports the end.
+    struct Flaky<'a> {
+        data: &'a [u8],
+        chunk: usize,
+        interrupt: bool,
+        fail: Option<io::ErrorKind>,
+    }
+
+    impl Read for Flaky<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            if self.data.is_empty() {
+                return match self.fail.take() {
+                    Some(kind) => Err(kind.into()),
+                    None => Ok(0),
+                };
+            }
+            let n = self.chunk.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Names and data of every entry.
+    fn contents(r: &mut Reader<impl Read>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        while let Some(e) = r.next_entry()? {
+            let mut data = Vec::new();
+            loop {
+                let c = r.data_chunk()?;
+                if c.is_empty() {
+                    break;
+                }
+                data.extend_from_slice(c);
+            }
+            out.push((e.name, data));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn interrupted_reads_are_retried_and_other_errors_are_errors() {
+        let tar = include_bytes!("../../tests/fixtures/go-tar/closed.tar");
+        let want = contents(&mut Reader::new(&tar[..])).unwrap();
+        assert!(want.len() > 2);
+        // One byte a read, or 700 (blocks then straddle reads at every offset).
+        for chunk in [1, 700] {
+            let mut flaky = Reader::new(Flaky {
+                data: tar,
+                chunk,
+                interrupt: false,
+                fail: None,
+            });
+            assert_eq!(contents(&mut flaky).unwrap(), want, "{chunk} bytes a read");
+            // Entries whose data is never read: it is skipped, across reads.
+            let mut skipping = Reader::new(Flaky {
+                data: tar,
+                chunk,
+                interrupt: false,
+                fail: None,
+            });
+            let mut names = Vec::new();
+            while let Some(e) = skipping.next_entry().unwrap() {
+                names.push(e.name);
+            }
+            let want_names: Vec<Vec<u8>> = want.iter().map(|(n, _)| n.clone()).collect();
+            assert_eq!(names, want_names, "{chunk} bytes a read, data skipped");
+        }
+        // Inside the archive a read fails: that error, not a retry and not a clean end.
+        let mut failing = Reader::new(Flaky {
+            data: &tar[..512 * 3 + 100],
+            chunk: 700,
+            interrupt: false,
+            fail: Some(io::ErrorKind::ConnectionReset),
+        });
+        match contents(&mut failing) {
+            Err(Error::Read { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::ConnectionReset);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn extended_header_of_exactly_the_limit_is_read() {
+        use crate::tar::writer::{Header, Writer};
+        // One PAX record "1048576 SCHILY.xattr.user.k=VVV...\n": 29 bytes plus the value.
+        for (extra, ok) in [(0u64, true), (1, false)] {
+            let len = usize::try_from(MAX_SPECIAL + extra).unwrap() - 29;
+            let xattrs = vec![(b"user.k".to_vec(), vec![b'v'; len])];
+            let mut w = Writer::new(Vec::new());
+            w.header(&Header {
+                name: b"f",
+                xattrs: &xattrs,
+                ..Header::default()
+            })
+            .unwrap();
+            let tar = w.finish().unwrap();
+            assert_eq!(parse_num(&tar[124..136]), Some(MAX_SPECIAL + extra));
+            let got = Reader::new(&tar[..]).next_entry();
+            if ok {
+                assert_eq!(got.unwrap().unwrap().xattrs, xattrs);
+            } else {
+                assert!(got.unwrap_err().is_corrupt());
+            }
+        }
+    }
+
+    /// A header block: name, octal mode/uid/gid/size/mtime, flag, then `edit` for the rest; the
+    /// checksum is the sum of its bytes, unsigned or (as some old tars wrote it) signed.
+    fn block(name: &[u8], flag: u8, signed: bool, edit: impl Fn(&mut [u8; BLOCK])) -> [u8; BLOCK] {
+        let mut b = [0u8; BLOCK];
+        b[..name.len()].copy_from_slice(name);
+        b[100..108].copy_from_slice(b"0000644\0");
+        b[108..116].copy_from_slice(b"0000000\0");
+        b[116..124].copy_from_slice(b"0000000\0");
+        b[124..136].copy_from_slice(b"00000000000\0");
+        b[136..148].copy_from_slice(b"00000000000\0");
+        b[156] = flag;
+        edit(&mut b);
+        b[148..156].copy_from_slice(b"        ");
+        let sum: i64 = if signed {
+            b.iter().map(|&c| i64::from(c as i8)).sum()
+        } else {
+            b.iter().map(|&c| i64::from(c)).sum()
+        };
+        b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        b
+    }
+
+    fn one_entry(b: &[u8; BLOCK]) -> Result<Entry> {
+        let tar = [&b[..], &[0u8; 2 * BLOCK][..]].concat();
+        let mut r = Reader::new(&tar[..]);
+        let e = r.next_entry()?.expect("an entry");
+        assert!(r.next_entry()?.is_none());
+        Ok(e)
+    }
+
+    #[test]
+    fn signed_and_unsigned_checksums_are_accepted() {
+        // High bytes make the two sums differ: "é".
+        let name = "caf\u{e9}".as_bytes();
+        for signed in [false, true] {
+            let b = block(name, b'0', signed, |_| {});
+            assert_eq!(one_entry(&b).unwrap().name, name, "signed {signed}");
+        }
+        let mut b = block(name, b'0', true, |_| {});
+        b[0] = b'C';
+        assert!(one_entry(&b).unwrap_err().is_corrupt());
+    }
+
+    #[test]
+    fn v7_header_fields_past_the_link_name_are_not_read() {
+        // No magic: the bytes where USTAR keeps its version, owner names and device numbers are
+        // not interpreted, even when they look like GNU's version or hold garbage.
+        let b = block(b"f", b'0', false, |b| {
+            b[263..265].copy_from_slice(b" \0");
+            b[329..345].copy_from_slice(b"garbage!garbage!");
+        });
+        let e = one_entry(&b).unwrap();
+        assert_eq!(
+            (e.name.as_slice(), e.devmajor, e.devminor),
+            (&b"f"[..], 0, 0)
+        );
+        // The same fields under the GNU magic are read.
+        let b = block(b"f", b'3', false, |b| {
+            b[257..265].copy_from_slice(b"ustar  \0");
+            b[329..337].copy_from_slice(b"0000007\0");
+            b[337..345].copy_from_slice(b"0000011\0");
+        });
+        let e = one_entry(&b).unwrap();
+        assert_eq!((e.devmajor, e.devminor), (7, 9));
+    }
+
+    #[test]
+    fn old_gnu_sparse_slot_with_an_empty_offset_field_starts_at_zero() {
+        // Slot 0: offset field empty (all NUL, read as 0), length 5; the other slots unused.
+        let b = block(b"s", b'S', false, |b| {
+            b[124..136].copy_from_slice(b"00000000005\0");
+            b[257..265].copy_from_slice(b"ustar  \0");
+            b[398..410].copy_from_slice(b"00000000005\0");
+            b[483..495].copy_from_slice(b"00000000012\0");
+        });
+        let mut data = b"hello".to_vec();
+        data.resize(BLOCK, 0);
+        let tar = [&b[..], &data, &[0u8; 2 * BLOCK][..]].concat();
+        let mut r = Reader::new(&tar[..]);
+        let e = r.next_entry().unwrap().unwrap();
+        assert_eq!(
+            e.sparse,
+            Some(Sparse {
+                real_size: 10,
+                map: vec![(0, 5)]
+            })
+        );
+        assert_eq!(r.data_chunk().unwrap(), b"hello");
+        assert!(r.next_entry().unwrap().is_none());
+    }
+
     #[test]
     fn parse_num_octal_and_base256() {
         assert_eq!(parse_num(b"0000644\0"), Some(0o644));
@@ -782,6 +986,51 @@ mod tests {
             })
         );
         assert_eq!(parse_pax_time(b"x"), None);
+        // Digits only: no sign other than one leading minus, no empty parts.
+        for bad in [
+            &b"+5"[..],
+            b"-+5",
+            b" 5",
+            b"5 ",
+            b"",
+            b".5",
+            b"-",
+            b"5.+1",
+            b"5.x",
+        ] {
+            assert_eq!(
+                parse_pax_time(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(parse_pax_time(b"5."), Some(Time { secs: 5, nanos: 0 }));
+        // Digits past nanoseconds are dropped.
+        assert_eq!(
+            parse_pax_time(b"1.1234567899"),
+            Some(Time {
+                secs: 1,
+                nanos: 123_456_789
+            })
+        );
+        assert_eq!(parse_pax_time(b"-3"), Some(Time { secs: -3, nanos: 0 }));
+    }
+
+    #[test]
+    fn parse_dec_takes_digits_only() {
+        assert_eq!(parse_dec(b"0"), Some(0));
+        assert_eq!(parse_dec(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b"+5"[..],
+            b"-5",
+            b" 5",
+            b"",
+            b"5x",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_dec(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
@@ -791,5 +1040,12 @@ mod tests {
         assert_eq!(r[1], (b"SCHILY.xattr.a".to_vec(), b"".to_vec()));
         assert!(parse_pax(b"99 path=ab\n").is_none());
         assert!(parse_pax(b"5 a=b\n").is_none());
+        // A length that does not even cover "LEN ": malformed, not a slice out of range.
+        assert!(parse_pax(b"1 k=v\n").is_none());
+        assert!(parse_pax(b"2 k=v\n").is_none());
+        // An empty key, or one with a NUL.
+        assert!(parse_pax(b"7 =abc\n").is_none());
+        assert!(parse_pax(b"11 k\0y=abc\n").is_none());
+        assert!(parse_pax(b"10 ky=abc\n").is_some());
     }
 }

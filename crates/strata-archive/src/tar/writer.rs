@@ -244,6 +244,239 @@ mod tests {
         assert!(v.starts_with(b"105 path="));
     }
 
+    fn archive(headers: &[Header<'_>]) -> Vec<u8> {
+        let mut w = Writer::new(Vec::new());
+        for h in headers {
+            w.header(h).expect("header");
+        }
+        w.finish().expect("finish")
+    }
+
+    /// The records of the PAX header that precedes the first entry, and that entry's block.
+    fn pax_and_block(b: &[u8]) -> (Vec<u8>, [u8; BLOCK]) {
+        assert_eq!(b[156], b'x', "a PAX header first");
+        let field = std::str::from_utf8(&b[124..135]).expect("octal");
+        let n = usize::from_str_radix(field, 8).expect("octal");
+        let data = b[BLOCK..BLOCK + n].to_vec();
+        let at = BLOCK + n.div_ceil(BLOCK) * BLOCK;
+        let mut blk = [0u8; BLOCK];
+        blk.copy_from_slice(&b[at..at + BLOCK]);
+        (data, blk)
+    }
+
+    /// GNU tar's verbose numeric listing of an archive.
+    fn gnu_list(b: &[u8]) -> String {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("tar")
+            .args(["--numeric-owner", "-tvf", "-"])
+            .env("TZ", "UTC")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("GNU tar");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b)
+            .expect("write");
+        let out = child.wait_with_output().expect("tar");
+        assert!(out.status.success(), "GNU tar reads the archive");
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    #[test]
+    fn values_too_large_for_ustar_go_to_pax_records() {
+        let long_link = vec![b'l'; 101];
+        let uname = vec![b'u'; 32];
+        let h = Header {
+            name: b"d/f",
+            link: &long_link,
+            kind: Some(Kind::Symlink),
+            mode: 0o777,
+            uid: 0o10_000_000,
+            gid: 4_294_967_295,
+            size: 0,
+            mtime: -1,
+            uname: &uname,
+            gname: "gr\u{fc}n".as_bytes(),
+            ..Header::default()
+        };
+        let b = archive(&[h]);
+        let (pax, blk) = pax_and_block(&b);
+        let want = [
+            "18 gid=4294967295\n".to_string(),
+            "15 gname=gr\u{fc}n\n".to_string(),
+            format!("115 linkpath={}\n", "l".repeat(101)),
+            "12 mtime=-1\n".to_string(),
+            "15 uid=2097152\n".to_string(),
+            format!("42 uname={}\n", "u".repeat(32)),
+        ]
+        .concat();
+        assert_eq!(String::from_utf8_lossy(&pax), want);
+        // The USTAR fields that did not fit hold zero or nothing.
+        assert_eq!(&blk[108..116], b"0000000\0");
+        assert_eq!(&blk[116..124], b"0000000\0");
+        assert_eq!(&blk[136..148], b"00000000000\0");
+        assert!(blk[157..257].iter().all(|&c| c == 0));
+        assert!(blk[265..329].iter().all(|&c| c == 0));
+        // The PAX header is named after the entry, as Go names it.
+        assert_eq!(&b[..18], b"d/PaxHeaders.0/f\0\0");
+        let listed = gnu_list(&b);
+        assert!(
+            listed.starts_with("lrwxrwxrwx 2097152/4294967295 0 1969-12-31 23:59 d/f -> l"),
+            "{listed}"
+        );
+    }
+
+    #[test]
+    fn values_that_just_fit_stay_in_ustar() {
+        let name = vec![b'n'; 100];
+        let link = vec![b'l'; 100];
+        let uname = vec![b'u'; 31];
+        let h = Header {
+            name: &name,
+            link: &link,
+            kind: Some(Kind::Hardlink),
+            mode: 0o644,
+            uid: 0o7_777_777,
+            gid: 0o7_777_777,
+            size: 0,
+            mtime: 0o77_777_777_777,
+            uname: &uname,
+            gname: &uname,
+            ..Header::default()
+        };
+        let b = archive(&[h]);
+        assert_eq!(b.len(), 3 * BLOCK, "one header, no PAX");
+        assert_eq!(&b[..100], &name[..]);
+        assert_eq!(&b[108..116], b"7777777\0");
+        assert_eq!(&b[136..148], b"77777777777\0");
+        assert_eq!(&b[157..257], &link[..]);
+        assert_eq!(&b[265..296], &uname[..]);
+        assert_eq!(&b[297..328], &uname[..]);
+        let h = Header {
+            name: b"big",
+            size: 0o77_777_777_777,
+            ..Header::default()
+        };
+        let mut w = Writer::new(Vec::new());
+        w.header(&h).expect("header");
+        assert_eq!(w.out.len(), BLOCK, "no PAX for the largest USTAR size");
+        assert_eq!(&w.out[124..136], b"77777777777\0");
+        let h = Header {
+            name: b"bigger",
+            size: 0o100_000_000_000,
+            ..Header::default()
+        };
+        let mut w = Writer::new(Vec::new());
+        w.header(&h).expect("header");
+        assert_eq!(&w.out[BLOCK..BLOCK + 19], b"19 size=8589934592\n");
+        assert_eq!(&w.out[BLOCK * 2 + 124..BLOCK * 2 + 136], b"00000000000\0");
+    }
+
+    #[test]
+    fn names_split_at_the_ustar_limits_or_go_to_pax() {
+        // Prefix of exactly 155 and name of exactly 100 bytes: split.
+        let p155 = [&[b'p'; 77][..], b"/", &[b'q'; 77][..]].concat();
+        let fits = [&p155[..], b"/", &[b'n'; 100][..]].concat();
+        let b = archive(&[Header {
+            name: &fits,
+            ..Header::default()
+        }]);
+        assert_eq!(b.len(), 3 * BLOCK, "no PAX");
+        assert_eq!(&b[..100], &[b'n'; 100][..]);
+        assert_eq!(&b[345..500], &p155[..]);
+        // One more byte on either side: PAX.
+        for long in [
+            [&p155[..], b"x/", &[b'n'; 100][..]].concat(),
+            [&p155[..], b"/", &[b'n'; 101][..]].concat(),
+        ] {
+            let b = archive(&[Header {
+                name: &long,
+                ..Header::default()
+            }]);
+            let (pax, blk) = pax_and_block(&b);
+            assert!(pax.ends_with(&[b"path=", &long[..], b"\n"].concat()));
+            assert_eq!(&blk[..100], &long[..100]);
+            assert!(blk[345..500].iter().all(|&c| c == 0));
+        }
+        // No slash to split at, or an empty prefix or name: PAX.
+        for long in [
+            vec![b'a'; 101],
+            [b"/", &[b'a'; 100][..]].concat(),
+            [&[b'a'; 101][..], b"/"].concat(),
+        ] {
+            let b = archive(&[Header {
+                name: &long,
+                ..Header::default()
+            }]);
+            assert_eq!(b[156], b'x', "{}", String::from_utf8_lossy(&long));
+        }
+        // A long non-ASCII name is not split (USTAR fields are ASCII): PAX.
+        let long = [&[b'a'; 100][..], "/\u{e9}".as_bytes()].concat();
+        let b = archive(&[Header {
+            name: &long,
+            ..Header::default()
+        }]);
+        let (pax, blk) = pax_and_block(&b);
+        assert!(pax.ends_with(&[b"path=", &long[..], b"\n"].concat()));
+        assert!(blk[345..500].iter().all(|&c| c == 0));
+        // A non-ASCII name: PAX, and the PAX header's own name is ASCII.
+        let b = archive(&[Header {
+            name: "d\u{e9}j\u{e0}/f".as_bytes(),
+            kind: Some(Kind::Dir),
+            ..Header::default()
+        }]);
+        assert_eq!(&b[..20], b"d__j__/PaxHeaders.0/");
+        // A long name's PAX header name is cut to 100 bytes.
+        let long = [&[b'a'; 160][..], b"/b"].concat();
+        let b = archive(&[Header {
+            name: &long,
+            ..Header::default()
+        }]);
+        assert_eq!(&b[..100], &[b'a'; 100][..]);
+        assert_eq!(b[100..108], *b"0000000\0", "the PAX header's mode follows");
+    }
+
+    #[test]
+    fn device_numbers_only_for_devices_and_data_is_padded() {
+        let dev = |kind| Header {
+            name: b"n",
+            kind: Some(kind),
+            devmajor: 8,
+            devminor: 0o1_234_567,
+            ..Header::default()
+        };
+        for (kind, major, minor) in [
+            (Kind::Char, b"0000010\0", b"1234567\0"),
+            (Kind::Block, b"0000010\0", b"1234567\0"),
+            (Kind::Fifo, b"0000000\0", b"0000000\0"),
+            (Kind::Regular, b"0000000\0", b"0000000\0"),
+        ] {
+            let b = archive(&[dev(kind)]);
+            assert_eq!(&b[329..337], major, "{kind:?}");
+            assert_eq!(&b[337..345], minor, "{kind:?}");
+        }
+        for (len, padded) in [
+            (0u64, 0usize),
+            (1, BLOCK),
+            (BLOCK as u64, BLOCK),
+            (513, 2 * BLOCK),
+        ] {
+            let mut w = Writer::new(Vec::new());
+            w.data(&vec![1u8; usize::try_from(len).unwrap()])
+                .expect("data");
+            w.pad(len).expect("pad");
+            assert_eq!(w.out.len(), padded, "{len} bytes");
+            assert!(w.out[usize::try_from(len).unwrap()..]
+                .iter()
+                .all(|&c| c == 0));
+        }
+        let end = Writer::new(Vec::new()).finish().expect("finish");
+        assert_eq!(end, vec![0u8; 2 * BLOCK]);
+    }
+
     #[test]
     fn split_ustar_prefers_long_prefix() {
         let name = [&[b'd'; 60][..], b"/", &[b'e'; 60][..], b"/f"].concat();

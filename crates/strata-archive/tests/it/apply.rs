@@ -1242,3 +1242,113 @@ fn apply_sparse_fragment_larger_than_a_read_buffer_lands_whole() {
         );
     }
 }
+
+/// A filesystem that refuses device nodes (a fresh devpts instance has no `mknod`: EPERM) makes
+/// a device entry an error, as it makes a fifo one; only inside a user namespace, where no
+/// device can be made, is a device skipped (as moby does).
+#[test]
+fn apply_device_refused_by_the_filesystem_is_an_error_outside_a_user_namespace() {
+    if !require_root("apply_device_refused_by_the_filesystem_is_an_error_outside_a_user_namespace")
+    {
+        return;
+    }
+    const INIT_USER_NS: u64 = 0xEFFF_FFFD;
+    let in_user_ns = std::fs::metadata("/proc/self/ns/user").unwrap().ino() != INIT_USER_NS;
+    let t = tempfile::tempdir().unwrap();
+    let at = t.path().join("pts");
+    std::fs::create_dir(&at).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "devpts", "-o", "newinstance", "devpts"])
+        .arg(&at)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount devpts");
+    let _unmount = crate::common::Mount { path: at.clone() };
+    for (name, flag, skipped) in [
+        ("c", b'3', in_user_ns),
+        ("b", b'4', in_user_ns),
+        ("f", b'6', false),
+    ] {
+        let tar = Tar::new()
+            .entry(h(name, flag).mode(0o644).dev(1, 3), b"")
+            .end();
+        let r = apply(&tar[..], &at, &ApplyOptions::default());
+        if skipped {
+            r.unwrap();
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(e.to_string(), format!("mknod \"{name}\""));
+            assert_eq!(
+                e.raw_os_error(),
+                Some(rustix::io::Errno::PERM.raw_os_error()),
+                "{e:?}"
+            );
+        }
+        assert!(std::fs::symlink_metadata(at.join(name)).is_err());
+    }
+}
+
+/// After the end-of-archive marker the rest of the input is read to its end (as dockerd
+/// drains a layer stream), so a writer on the other side of a pipe never sees it closed early.
+#[test]
+fn apply_reads_the_input_to_its_end_after_the_archive() {
+    if !require_root("apply_reads_the_input_to_its_end_after_the_archive") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mut input = Tar::new().file("f", b"x").end();
+    let archive_len = input.len();
+    // Zeros, as tar writers pad to their record size, past the reader's 256 KiB buffer.
+    input.resize(archive_len + 600 * 1024, 0);
+    let mut rest: &[u8] = &input;
+    apply(&mut rest, t.path(), &ApplyOptions::default()).unwrap();
+    assert!(rest.is_empty(), "{} bytes left unread", rest.len());
+    assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"x");
+}
+
+/// PAX `size` and `gid` records override the USTAR fields (as Go writes them for values that
+/// do not fit there).
+#[test]
+fn apply_pax_size_and_gid_override_the_header() {
+    if !require_root("apply_pax_size_and_gid_override_the_header") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mut hh = h("f", b'0').mode(0o644).owner(0, 0);
+    hh.size = Some(0);
+    let tar = Tar::new()
+        .pax(&[(b"gid", b"12345"), (b"size", b"5")])
+        .entry(hh, b"hello")
+        .file("after", b"ok")
+        .end();
+    apply(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"hello");
+    assert_eq!(md(&t.path().join("f")).gid(), 12345);
+    assert_eq!(std::fs::read(t.path().join("after")).unwrap(), b"ok");
+}
+
+/// A sparse file that is all hole: GNU tar's PAX 1.0 format stores only the map, padded to a
+/// block, and no data.
+#[test]
+fn apply_all_hole_sparse_file_from_gnu_tar() {
+    if !require_root("apply_all_hole_sparse_file_from_gnu_tar") || !gnu_tar_available() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    std::fs::File::create(src.path().join("hole"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(src.path())
+        .args(["--sparse", "--format=posix", "--sparse-version=1.0"])
+        .args(["-cf", "-", "hole"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dst = tempfile::tempdir().unwrap();
+    apply(&out.stdout[..], dst.path(), &ApplyOptions::default()).unwrap();
+    let got = std::fs::read(dst.path().join("hole")).unwrap();
+    assert!(got.len() == 1 << 20 && got.iter().all(|&b| b == 0));
+}

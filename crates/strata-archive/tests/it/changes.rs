@@ -264,3 +264,108 @@ fn diff_size_counts_hardlinks_once_and_symlinks() {
     std::os::unix::fs::symlink("abcdef", t.path().join("s")).unwrap();
     assert_eq!(diff_size(t.path()).unwrap(), 1006);
 }
+
+/// Sets a path's mtime (and atime) without following a symlink.
+fn set_mtime(p: &Path, secs: i64, nanos: i64) {
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+fn mknod_char(p: &Path, major: u32, minor: u32) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o640),
+        rustix::fs::makedev(major, minor),
+    )
+    .unwrap();
+}
+
+/// Each stat field alone (mode, uid, gid, rdev, mtime, size), an xattr alone and a symlink
+/// target alone make a Modify; a copy-up with nothing changed, a nanosecond difference against a
+/// zero nanosecond field (as moby's `sameFsTimeSpec`) and a directory's own mtime do not.
+#[test]
+fn changes_each_stat_field_alone_is_a_modify() {
+    if !require_root("changes_each_stat_field_alone_is_a_modify") {
+        return;
+    }
+    let files = [
+        "f-mode", "f-uid", "f-gid", "f-mtime", "f-size", "f-xattr", "f-same", "f-zero",
+    ];
+    let mut s = Stack::new();
+    s.layer(|r| {
+        for f in files {
+            write(r, f, b"same");
+        }
+        mknod_char(&r.join("dev"), 1, 3);
+        std::os::unix::fs::symlink("aaaa", r.join("sym")).unwrap();
+        std::fs::create_dir(r.join("dir")).unwrap();
+        for f in files.iter().chain(&["dev", "sym", "dir"]) {
+            set_mtime(&r.join(f), 1000, if *f == "f-zero" { 0 } else { 500 });
+        }
+    });
+    s.layer(|r| {
+        let p = |f: &str| r.join(f);
+        std::fs::set_permissions(
+            p("f-mode"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        std::os::unix::fs::lchown(p("f-uid"), Some(1), None).unwrap();
+        std::os::unix::fs::lchown(p("f-gid"), None, Some(1)).unwrap();
+        // Copied up by the owner change, but the same owner: no change.
+        std::os::unix::fs::lchown(p("f-same"), Some(0), Some(0)).unwrap();
+        set_mtime(&p("f-mtime"), 1000, 501);
+        set_mtime(&p("f-zero"), 1000, 777);
+        std::fs::write(p("f-size"), b"longer").unwrap();
+        set_mtime(&p("f-size"), 1000, 500);
+        rustix::fs::lsetxattr(
+            p("f-xattr"),
+            "user.k",
+            b"v",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        std::fs::remove_file(p("dev")).unwrap();
+        mknod_char(&p("dev"), 1, 5);
+        set_mtime(&p("dev"), 1000, 500);
+        std::fs::remove_file(p("sym")).unwrap();
+        std::os::unix::fs::symlink("bbbb", p("sym")).unwrap();
+        set_mtime(&p("sym"), 1000, 500);
+        set_mtime(&p("dir"), 2000, 0);
+    });
+    // Every path named above is in the upper layer (copied up or re-created).
+    let top = s.layers.last().unwrap();
+    for f in files.iter().chain(&["dev", "sym", "dir"]) {
+        assert!(
+            std::fs::symlink_metadata(top.join(f)).is_ok(),
+            "{f} copied up"
+        );
+    }
+    assert_eq!(
+        lines(&both_changes(&s)),
+        [
+            "C /dev",
+            "C /f-gid",
+            "C /f-mode",
+            "C /f-mtime",
+            "C /f-size",
+            "C /f-uid",
+            "C /f-xattr",
+            "C /sym",
+        ]
+    );
+}

@@ -355,6 +355,31 @@ case!(apply_hardlink_dotdot_is_escape, |home| {
     );
 });
 
+case!(
+    apply_hardlink_below_a_non_directory_is_a_resolve_error,
+    |home| {
+        // The target's directory is looked up as a directory (`O_PATH | O_DIRECTORY`): a file or
+        // a fifo there is ENOTDIR, and the fifo is never opened (which would block).
+        for (parent, tar) in [
+            ("f", Tar::new().file("f", b"x")),
+            ("p", Tar::new().entry(h("p", b'6').mode(0o644), b"")),
+        ] {
+            let tar = tar.hardlink("h", &format!("{parent}/x")).end();
+            let e = home.apply(&tar).unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    Error::Resolve { what: "the directory of a hardlink's target", path, .. }
+                        if path == parent
+                ),
+                "{e:?}"
+            );
+            assert_eq!(errno(&e), rustix::io::Errno::NOTDIR.raw_os_error());
+            std::fs::remove_file(home.target().join(parent)).unwrap();
+        }
+    }
+);
+
 case!(apply_hardlink_absolute_host_path_resolves_inside, |home| {
     let t = format!("{}/canary", home.home_str());
     let e = home.apply(&Tar::new().hardlink("h", &t).end()).unwrap_err();
@@ -654,6 +679,26 @@ case!(apply_truncated_data_is_unexpected_eof, |home| {
     );
 });
 
+case!(
+    apply_input_ending_after_a_gnu_long_name_or_link_is_unexpected_eof,
+    |home| {
+        // An extended header promises an entry: the input may not end before it, whichever kind
+        // of extended header it is (PAX alone is covered by the Go fixture's cuts).
+        for flag in [b'L', b'K'] {
+            let tar = Tar::new()
+                .file("a", b"ok")
+                .gnu_long(flag, &[b'n'; 200])
+                .no_end();
+            let e = home.apply(&tar).unwrap_err();
+            assert!(
+                matches!(e, Error::Read { ref source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
+                "{}: {e:?}",
+                flag as char
+            );
+        }
+    }
+);
+
 case!(apply_truncated_header_is_unexpected_eof, |home| {
     let mut tar = Tar::new().file("a", b"ok").file("b", b"x").no_end();
     tar.truncate(1024 + 100);
@@ -745,6 +790,70 @@ case!(apply_bad_sparse_map_is_corrupt, |home| {
         "{e:?}"
     );
 });
+
+case!(
+    apply_pax_sparse_map_with_too_many_fragments_is_corrupt,
+    |home| {
+        // A PAX 1.0 sparse map announcing more than 2^20 fragments is refused at its count, before
+        // any of them is read; with exactly 2^20 the numbers are read on (here into the padding).
+        for (count, why) in [
+            ("1048577", "sparse map too large"),
+            ("1048576", "bad sparse map number"),
+        ] {
+            let mut data = format!("{count}\n0\n10\n").into_bytes();
+            data.resize(512, 0);
+            let tar = Tar::new()
+                .pax(&[
+                    (b"GNU.sparse.major", b"1"),
+                    (b"GNU.sparse.minor", b"0"),
+                    (b"GNU.sparse.name", b"s"),
+                    (b"GNU.sparse.realsize", b"10"),
+                ])
+                .file("GNUSparseFile.0/s", &data)
+                .end();
+            let e = home.apply(&tar).unwrap_err();
+            assert!(
+                matches!(e, Error::Corrupt { ref reason, .. } if reason == why),
+                "{count}: {e:?}"
+            );
+        }
+    }
+);
+
+case!(
+    apply_pax_sparse_map_number_of_33_characters_is_the_limit,
+    |home| {
+        // Numbers of the PAX 1.0 sparse map may carry leading zeros up to 33 characters.
+        for (zeros, ok) in [(32, true), (33, false)] {
+            let n = |v: &str| format!("{}{v}", "0".repeat(zeros));
+            let mut data = format!("1\n{}\n{}\n", n("0"), n("4")).into_bytes();
+            data.resize(512, 0);
+            data.extend_from_slice(b"data");
+            let tar = Tar::new()
+                .pax(&[
+                    (b"GNU.sparse.major", b"1"),
+                    (b"GNU.sparse.minor", b"0"),
+                    (b"GNU.sparse.name", b"s"),
+                    (b"GNU.sparse.realsize", b"10"),
+                ])
+                .file("GNUSparseFile.0/s", &data)
+                .end();
+            let r = home.apply(&tar);
+            if ok {
+                r.unwrap();
+                let got = std::fs::read(home.target().join("s")).unwrap();
+                assert_eq!(got, b"data\0\0\0\0\0\0");
+                std::fs::remove_file(home.target().join("s")).unwrap();
+            } else {
+                let e = r.unwrap_err();
+                assert!(
+                    matches!(e, Error::Corrupt { ref reason, .. } if reason == "bad sparse map number"),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+);
 
 fn libc_enoent() -> i32 {
     rustix::io::Errno::NOENT.raw_os_error()
